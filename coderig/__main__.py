@@ -1,0 +1,3 @@
+from coderig.cli import main
+
+main()

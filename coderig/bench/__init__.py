@@ -1,0 +1,1 @@
+"""Open-loop load testing of OpenAI-compatible endpoints, vegeta-style, with LLM metrics."""

@@ -1,0 +1,21 @@
+"""The one entry point: ``coderig serve | bench | plan | deploy``."""
+
+from __future__ import annotations
+
+import click
+
+from coderig import __version__
+from coderig.bench.cli import bench
+from coderig.plan.cli import plan
+from coderig.serve.cli import serve
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="coderig")
+def main() -> None:
+    """Host your own code-completion LLM, load-test it, and size the hardware it needs."""
+
+
+main.add_command(serve)
+main.add_command(bench)
+main.add_command(plan)

@@ -1,0 +1,1 @@
+"""Capacity planning: peak load, hardware fit, latency model, cost."""
