@@ -21,7 +21,9 @@ _DURATION_SECONDS = {
 
 
 def parse_duration(text: str | float | int) -> float:
-    """Seconds in a Go-style duration (``1.5s``, ``250ms``, ``2m``, ``1h30m``); a bare number is seconds."""
+    """Seconds in a Go-style duration (``1.5s``, ``250ms``, ``2m``, ``1h30m``).
+
+    A bare number is seconds."""
     if isinstance(text, int | float):
         return float(text)
     raw = text.strip()

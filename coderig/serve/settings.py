@@ -1,0 +1,34 @@
+"""Everything ``coderig serve`` can be told, in one validated object."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+
+
+class ServeSettings(BaseModel):
+    model: str | None = Field(
+        default=None, description="GGUF path, HF repo id, or None (embedded)."
+    )
+    served_model_name: str | None = None
+    engine: str = "llamacpp"
+    replicas: int = Field(default=1, ge=1)
+    threads_per_replica: int | None = Field(default=None, ge=1)
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    max_model_len: int = Field(default=4096, ge=16)
+    max_tokens_limit: int = Field(default=2048, ge=1)
+    default_max_tokens: int = Field(default=128, ge=1)
+    fim_template: str | None = None
+    max_body_bytes: int = Field(default=2 * 1024 * 1024, ge=1024)
+    stall_timeout: float = Field(default=120.0, gt=0)
+    startup_timeout: float = Field(default=300.0, gt=0)
+    health_interval: float = Field(default=2.0, gt=0)
+    log_dir: Path | None = None
+
+    def threads(self) -> int:
+        if self.threads_per_replica:
+            return self.threads_per_replica
+        return max(1, (os.cpu_count() or 1) // self.replicas)

@@ -1,0 +1,32 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from coderig.models import embedded_model_path
+from tests.support.fim_gguf import make_fim_model
+from tests.support.server import RunningServer, start_server
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory) -> RunningServer:
+    """One `coderig serve` on the embedded model, shared by the e2e tests that don't break it."""
+    running = start_server(tmp_path_factory.mktemp("serve"), "--threads-per-replica", "2")
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="session")
+def qwen_fim_model(tmp_path_factory) -> tuple[Path, dict[str, int]]:
+    """A real GGUF with Qwen-style FIM special tokens (SmolLM2's weights, renamed tokens)."""
+    path = tmp_path_factory.mktemp("models") / "qwen-fim-test.gguf"
+    ids = make_fim_model(embedded_model_path(), path, "qwen")
+    return path, ids
+
+
+@pytest.fixture(scope="session")
+def starcoder_fim_model(tmp_path_factory) -> tuple[Path, dict[str, int]]:
+    path = tmp_path_factory.mktemp("models") / "starcoder-fim-test.gguf"
+    ids = make_fim_model(embedded_model_path(), path, "starcoder")
+    return path, ids
