@@ -34,7 +34,7 @@ class LlamaCppEngine:
         argv = [
             sys.executable,
             "-m",
-            "llama_cpp.server",
+            "coderig.engines.llamacpp_server",
             "--model", str(self.model_path),
             "--host", "127.0.0.1",
             "--port", str(port),
