@@ -93,7 +93,9 @@ class Model:
         q = self.hidden_size * self.attention_heads * self.head_dim
         kv = 2 * self.hidden_size * self.kv_heads * self.head_dim
         o = self.attention_heads * self.head_dim * self.hidden_size
-        bias = (self.attention_heads + 2 * self.kv_heads) * self.head_dim if self.attention_bias else 0
+        bias = 0
+        if self.attention_bias:
+            bias = (self.attention_heads + 2 * self.kv_heads) * self.head_dim
         return q + kv + o + bias
 
     @property
@@ -218,7 +220,9 @@ def _build(cls, table: dict, kind: str, source: str):
     known = set(cls.__dataclass_fields__) - {"id"}
     for key, fields in table.items():
         if not _ID.match(key):
-            raise ValueError(f"{kind} id {key!r} in {source}: use lower-case and dashes, e.g. h100-sxm")
+            raise ValueError(
+                f"{kind} id {key!r} in {source}: use lower-case and dashes, e.g. h100-sxm"
+            )
         unknown = set(fields) - known
         if unknown:
             raise ValueError(f"{kind} {key!r} in {source}: unknown field(s) {sorted(unknown)}")

@@ -128,7 +128,9 @@ def simulate(
     prompt, output = int(workload.prompt_tokens), max(1, int(workload.output_tokens))
     need = prompt + output
     if need > kv_capacity_tokens:
-        raise ValueError(f"a request needs {need} KV tokens but a replica holds {kv_capacity_tokens}")
+        raise ValueError(
+            f"a request needs {need} KV tokens but a replica holds {kv_capacity_tokens}"
+        )
     first = np.full(n, np.nan)
     end = np.full(n, np.nan)
     reps = [
@@ -233,10 +235,11 @@ def simulate(
                 aborted = True
                 break
     if not aborted:
+        horizon = None if abort_after is None else arrivals[-1] + abort_after
         for rep in reps:
             while rep.has_work():
                 run_step(rep)
-                if abort_after is not None and rep.now - arrivals[0] > abort_after + workload.duration:
+                if horizon is not None and rep.now > horizon:
                     aborted = True
                     break
     done = ~np.isnan(end)
