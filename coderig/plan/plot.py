@@ -55,7 +55,7 @@ def _figure(points: list[Point], slo: float | None, title: str):
     ax.set_ylabel("full-response latency, s")
     ax.set_title(title)
     ax.grid(True, alpha=0.3)
-    ax.legend(loc="upper right", fontsize=8)
+    ax.legend(loc="best", fontsize=8)
     fig.tight_layout()
     return fig
 
