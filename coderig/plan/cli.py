@@ -96,6 +96,8 @@ def _loo_summary(rows: list[LooRow]) -> str:
 
 def _schedule(hours: str | None, days: str | None, schedule_text: str | None) -> Schedule:
     try:
+        if schedule_text and schedule_text.strip().lower() in ("always", "24/7", "none"):
+            return Schedule.always()
         if schedule_text:
             return Schedule.parse(schedule_text)
         if hours or days:
@@ -129,10 +131,13 @@ def _fmt_money(value: float | None) -> str:
 @click.option("--arrival", type=click.Choice(["poisson", "constant"]), default="poisson",
               show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--hours", help="Working hours for scale-to-zero, e.g. 9-18.")
-@click.option("--days", help="Working days for scale-to-zero, e.g. mon-fri.")
+@click.option("--hours", default="9-18", show_default=True,
+              help="Working hours for the scale-to-zero price.")
+@click.option("--days", default="mon-fri", show_default=True,
+              help="Working days for the scale-to-zero price.")
 @click.option("--schedule", "schedule_text",
-              help="Scale-to-zero schedule in serve's syntax, e.g. 'mon-fri 08:00-19:00'.")
+              help="Scale-to-zero schedule in serve's syntax instead of --hours/--days, e.g. "
+                   "'mon-fri 08:00-19:00'; 'always' prices always-on only.")
 @click.option("--hours-per-month", type=float, default=720.0, show_default=True)
 @click.option("--seat-price", type=float, default=39.0, show_default=True,
               help="Per-seat SaaS price per month, to compare with.")
