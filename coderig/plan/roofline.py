@@ -1,0 +1,149 @@
+"""Time of one engine step (one forward pass over a continuous batch), from a roofline.
+
+Modelled after cli99/llm-analysis: each part of the forward pass takes the longer of its
+compute time (FLOPs / achieved FLOP/s) and its memory time (bytes / achieved bandwidth),
+assuming the two overlap. Two parts are kept apart because they hit different limits:
+
+* the GEMMs of the transformer blocks and the lm_head: FLOPs ``2 * params * tokens`` against
+  reading every weight once per step. A decode-only step is weight-read bound; a step carrying a
+  prompt chunk of a few hundred tokens becomes compute bound, which is why prefill chunks mixed
+  into decode steps (vLLM's chunked prefill) stretch the steps everybody else is waiting on;
+* attention: ``4 * heads * head_dim`` FLOPs per (query, key) pair per layer against reading
+  the KV cache of every sequence in the batch, which grows with batch size and context.
+
+On top of that, constant costs that the roofline does not see (kernel launches, scheduling,
+sampling, detokenising, streaming): a fixed overhead per step, one per sequence in the step,
+and one per request outside the engine (HTTP, tokenisation). Tensor parallelism divides the
+work over ``tp`` GPUs and adds two all-reduces of the activations per layer.
+
+Only five factors, applied uniformly to every GPU and model, are calibrated
+(``coderig/plan/catalog/calibration.toml``), so the model transfers to hardware it never saw.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields, replace
+
+from coderig.plan.catalog import GPU, DType, Model
+
+__all__ = ["Factors", "StepModel", "FACTOR_NAMES"]
+
+#: Per-message latency of an NCCL all-reduce inside a node (llm-analysis uses 8 µs).
+ALLREDUCE_LATENCY_S = 8e-6
+
+
+@dataclass(frozen=True)
+class Factors:
+    """The calibrated efficiencies; see ``calibration.toml`` for their priors and meaning."""
+
+    bandwidth_efficiency: float = 0.8
+    compute_efficiency: float = 0.6
+    step_overhead_ms: float = 1.0
+    per_seq_overhead_us: float = 20.0
+    request_overhead_ms: float = 10.0
+
+    def to_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+    def with_values(self, **values: float) -> Factors:
+        return replace(self, **values)
+
+
+FACTOR_NAMES = tuple(f.name for f in fields(Factors))
+
+
+class StepModel:
+    """Step-time function for one replica (``tp`` GPUs) of ``model`` in ``dtype`` on ``gpu``.
+
+    Constants are folded once here because the simulator calls :meth:`step_time` for every
+    step of every replica.
+    """
+
+    def __init__(
+        self,
+        gpu: GPU,
+        model: Model,
+        dtype: DType,
+        factors: Factors,
+        *,
+        tensor_parallel: int = 1,
+        kv_bytes_per_element: float = 2.0,
+    ) -> None:
+        tp = tensor_parallel
+        self.gpu, self.model, self.dtype, self.factors, self.tp = gpu, model, dtype, factors, tp
+        self.gemm_flops_per_s = gpu.tflops(dtype.compute) * 1e12 * tp * factors.compute_efficiency
+        self.attn_flops_per_s = gpu.bf16_tflops * 1e12 * tp * factors.compute_efficiency
+        self.bytes_per_s = gpu.bandwidth_gbps * 1e9 * tp * factors.bandwidth_efficiency
+        self.flops_per_token = 2.0 * model.block_params
+        self.flops_per_logit = 2.0 * model.lm_head_params
+        self.weight_bytes = model.weight_bytes_read_per_step(dtype)
+        self.flops_per_pair = 4.0 * model.layers * model.attention_heads * model.head_dim
+        self.kv_bytes_per_token = model.kv_bytes_per_token(kv_bytes_per_element)
+        self.fixed_s = factors.step_overhead_ms * 1e-3
+        self.per_seq_s = factors.per_seq_overhead_us * 1e-6
+        self.request_overhead_s = factors.request_overhead_ms * 1e-3
+        if tp > 1:
+            # Ring all-reduce moves 2 (tp-1)/tp of the activations over each GPU's link, twice
+            # per layer (after attention and after the MLP).
+            link = gpu.interconnect_gbps * 1e9
+            self.comm_per_token_s = (
+                2 * model.layers * model.hidden_size * 2.0 * 2 * (tp - 1) / tp / link
+            )
+            self.comm_fixed_s = 2 * model.layers * ALLREDUCE_LATENCY_S
+        else:
+            self.comm_per_token_s = 0.0
+            self.comm_fixed_s = 0.0
+
+    def step_time(
+        self,
+        tokens: float,
+        logits: float,
+        attn_pairs: float,
+        kv_tokens_read: float,
+        seqs: float,
+    ) -> float:
+        """Seconds for one forward pass.
+
+        tokens          tokens computed in the step (1 per decode + each prefill chunk)
+        logits          tokens whose logits are computed (decodes + prompts finishing prefill)
+        attn_pairs      (query, key) pairs attended, summed over the batch
+        kv_tokens_read  tokens of KV cache read (each sequence's context) plus those written
+        seqs            sequences in the step
+        """
+        gemm = max(
+            (self.flops_per_token * tokens + self.flops_per_logit * logits) / self.gemm_flops_per_s,
+            self.weight_bytes / self.bytes_per_s,
+        )
+        attention = max(
+            self.flops_per_pair * attn_pairs / self.attn_flops_per_s,
+            self.kv_bytes_per_token * kv_tokens_read / self.bytes_per_s,
+        )
+        comm = self.comm_fixed_s + self.comm_per_token_s * tokens if self.tp > 1 else 0.0
+        return gemm + attention + comm + self.fixed_s + self.per_seq_s * seqs
+
+    # Convenience for tests and the zero-load floor ---------------------------------------------
+    def prefill_time(self, prompt_tokens: int, max_batched_tokens: int | None = None) -> float:
+        """A lone prompt, in chunks of ``max_batched_tokens``; the last chunk yields a logit."""
+        chunk = max_batched_tokens or prompt_tokens
+        done, total = 0, 0.0
+        while done < prompt_tokens:
+            c = min(chunk, prompt_tokens - done)
+            last = done + c >= prompt_tokens
+            pairs = c * (done + (c + 1) / 2)
+            total += self.step_time(c, 1 if last else 0, pairs, done + c, 1)
+            done += c
+        return total
+
+    def decode_time(self, context: int) -> float:
+        """One decode step of a lone sequence attending ``context`` tokens."""
+        return self.step_time(1, 1, context, context, 1)
+
+    def unloaded_latency(
+        self, prompt_tokens: int, output_tokens: int, max_batched_tokens: int | None = None
+    ) -> tuple[float, float]:
+        """(TTFT, full latency) of a request alone on the replica."""
+        ttft = self.prefill_time(prompt_tokens, max_batched_tokens) + self.request_overhead_s
+        total = ttft
+        for generated in range(1, output_tokens):
+            total += self.decode_time(prompt_tokens + generated)
+        return ttft, total

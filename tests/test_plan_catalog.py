@@ -1,0 +1,89 @@
+import pytest
+
+from coderig.plan.catalog import load_catalog
+from coderig.plan.memory import fit, smallest_tp
+
+
+@pytest.fixture(scope="module")
+def catalog():
+    return load_catalog()
+
+
+@pytest.mark.parametrize(
+    ("model", "published_b", "kv_bytes"),
+    [
+        ("qwen2.5-coder-7b", 7.61, 2 * 28 * 4 * 128 * 2),
+        ("qwen2.5-coder-32b", 32.8, 2 * 64 * 8 * 128 * 2),
+    ],
+)
+def test_parameter_counts_and_kv_bytes_match_published_sizes(catalog, model, published_b, kv_bytes):
+    spec = catalog.model(model)
+    assert spec.params / 1e9 == pytest.approx(published_b, rel=0.01)
+    assert spec.kv_bytes_per_token() == kv_bytes  # 56 KiB and 256 KiB per token
+
+
+def test_every_catalog_model_matches_its_model_card(catalog):
+    for spec in catalog.models.values():
+        assert spec.params / 1e9 == pytest.approx(spec.published_params_b, rel=0.02), spec.id
+
+
+def test_weight_bytes_shrink_with_dtype_but_embeddings_stay_bf16(catalog):
+    spec = catalog.model("qwen2.5-coder-7b")
+    bf16, fp8, int4 = (spec.weight_bytes(catalog.dtype(d)) for d in ("bf16", "fp8", "int4"))
+    assert bf16 == pytest.approx(2 * spec.params)
+    assert int4 < fp8 < bf16
+    assert fp8 > spec.params  # embedding + lm_head (1.09 B params) are kept at 2 bytes
+
+
+def test_required_gpus_are_in_the_catalog_with_sources(catalog):
+    required = {"rtx-4090", "rtx-6000-ada", "l4", "l40s", "a10g", "a100-40gb", "a100-80gb",
+                "h100-pcie", "h100-sxm", "h200", "b200", "mi300x"}
+    assert required <= set(catalog.gpus)
+    for gpu in catalog.gpus.values():
+        assert gpu.source and gpu.price_source and gpu.price_per_hour > 0
+
+
+def test_user_catalog_overrides_price_and_adds_entries(tmp_path, monkeypatch):
+    user = tmp_path / "mine.toml"
+    user.write_text(
+        '[gpus.h100-sxm]\nprice_per_hour = 1.25\n'
+        '[gpus.my-gpu]\nname = "X"\nmemory_gib = 32\nbandwidth_gbps = 1000\nbf16_tflops = 200\n'
+        '[models."tiny-coder"]\nlayers = 2\nhidden_size = 64\nattention_heads = 4\nkv_heads = 2\n'
+        'head_dim = 16\nintermediate_size = 128\nvocab_size = 1000\n'
+    )
+    monkeypatch.setenv("CODERIG_CATALOG", str(user))
+    catalog = load_catalog()
+    assert catalog.gpu("h100-sxm").price_per_hour == 1.25
+    assert catalog.gpu("h100-sxm").bandwidth_gbps == 3350  # untouched fields survive
+    assert catalog.gpu("my-gpu").memory_gib == 32
+    assert catalog.model("tiny-coder").params > 0
+
+
+def test_bad_catalog_entries_are_reported(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text(
+        '[gpus.H100_Custom]\nname = "x"\nmemory_gib = 1\nbandwidth_gbps = 1\nbf16_tflops = 1\n'
+    )
+    with pytest.raises(ValueError, match="lower-case"):
+        load_catalog([bad])
+    bad.write_text("[gpus.h100-sxm]\nmemory = 80\n")
+    with pytest.raises(ValueError, match="unknown field"):
+        load_catalog([bad])
+    with pytest.raises(KeyError, match="unknown GPU"):
+        load_catalog().gpu("h100")
+
+
+def test_will_it_fit(catalog):
+    seven, big = catalog.model("qwen2.5-coder-7b"), catalog.model("qwen2.5-coder-32b")
+    bf16 = catalog.dtype("bf16")
+    h100 = fit(catalog.gpu("h100-sxm"), seven, bf16, catalog)
+    assert h100.fits and h100.max_batch >= 200  # ~1 M tokens of KV at 56 KiB/token
+    l4 = fit(catalog.gpu("l4"), seven, bf16, catalog)
+    assert l4.fits and l4.max_batch < h100.max_batch
+    assert not fit(catalog.gpu("l40s"), big, bf16, catalog).fits
+    assert smallest_tp(catalog.gpu("l40s"), big, bf16, catalog).tensor_parallel == 2
+    assert smallest_tp(catalog.gpu("h100-sxm"), big, bf16, catalog).tensor_parallel == 1
+    longer = fit(catalog.gpu("h100-sxm"), seven, bf16, catalog, max_model_len=32768)
+    assert longer.max_batch < h100.max_batch
+    # 40 heads do not split over 8 GPUs... but do over 2 and 4; 28 heads not over 8 either.
+    assert not fit(catalog.gpu("l4"), seven, bf16, catalog, tensor_parallel=8).fits

@@ -1,0 +1,104 @@
+import numpy as np
+import pytest
+
+from coderig.plan.calibrate import load_calibration
+from coderig.plan.catalog import load_catalog
+from coderig.plan.predict import Deployment, predict, step_model_for
+from coderig.plan.roofline import Factors, StepModel
+from coderig.plan.simulate import Workload, arrival_times, simulate
+
+
+@pytest.fixture(scope="module")
+def catalog():
+    return load_catalog()
+
+
+@pytest.fixture(scope="module")
+def factors():
+    return load_calibration().factors
+
+
+def h100_7b(catalog, factors, replicas=1):
+    return Deployment("h100-sxm", "qwen2.5-coder-7b", "bf16", 1, replicas)
+
+
+def test_a_lone_request_takes_one_prefill_plus_every_decode_step(catalog, factors):
+    step, _, budget, _ = step_model_for(catalog, factors, h100_7b(catalog, factors))
+    result = simulate(step, Workload(rate=0.1, duration=10, prompt_tokens=700, output_tokens=128))
+    assert result.requests == 1
+    prefill = step.prefill_time(700, budget)
+    decode = sum(step.decode_time(700 + g) for g in range(1, 128))
+    overhead = step.request_overhead_s
+    assert result.ttft_p50 == pytest.approx(prefill + overhead, rel=1e-9)
+    assert result.latency_p50 == pytest.approx(prefill + decode + overhead, rel=1e-9)
+
+
+def test_long_prompts_are_chunked_by_the_token_budget():
+    catalog = load_catalog()
+    step = StepModel(catalog.gpu("l4"), catalog.model("qwen2.5-coder-1.5b"), catalog.dtype("bf16"),
+                     Factors())
+    one = simulate(step, Workload(rate=0.1, duration=10, prompt_tokens=5000, output_tokens=1),
+                   max_batched_tokens=2048)
+    assert one.ttft_p50 == pytest.approx(step.prefill_time(5000, 2048) + step.request_overhead_s)
+    assert step.prefill_time(5000, 2048) > step.prefill_time(5000)  # 3 steps' fixed costs
+
+
+def test_h100_7b_decode_step_is_physically_plausible(catalog, factors):
+    step, *_ = step_model_for(catalog, factors, h100_7b(catalog, factors))
+    assert 5e-3 < step.decode_time(764) < 9e-3  # vLLM: ~6-8 ms per step at batch 1
+    a100, *_ = step_model_for(catalog, factors, Deployment("a100-80gb", "qwen2.5-coder-7b"))
+    assert 1.3 < a100.decode_time(764) / step.decode_time(764) < 1.8
+
+
+def test_latency_grows_with_rate(catalog, factors):
+    dep = h100_7b(catalog, factors)
+    p50 = [
+        predict(catalog, factors, dep, Workload(rate=rate, duration=5)).result.latency_p50
+        for rate in (1, 8, 16, 32, 48)
+    ]
+    assert all(b > a for a, b in zip(p50, p50[1:], strict=False)), p50
+
+
+def test_latency_falls_with_replicas(catalog, factors):
+    workload = Workload(rate=48, duration=20, arrival="poisson", seed=3)
+    p99 = [
+        predict(catalog, factors, h100_7b(catalog, factors, r), workload).result.latency_p99
+        for r in (1, 2, 4)
+    ]
+    assert p99[0] > p99[1] > p99[2], p99
+
+
+def test_above_capacity_the_queue_grows_with_the_attack(catalog, factors):
+    dep = Deployment("l4", "qwen2.5-coder-7b", "bf16", 1, 1)
+    short = predict(catalog, factors, dep, Workload(rate=20, duration=5)).result
+    long = predict(catalog, factors, dep, Workload(rate=20, duration=20)).result
+    assert long.max_waiting > short.max_waiting > 10
+    assert long.latency_p99 > 2 * short.latency_p99
+    # below capacity the duration hardly matters
+    ok_short = predict(catalog, factors, h100_7b(catalog, factors), Workload(rate=8, duration=5))
+    ok_long = predict(catalog, factors, h100_7b(catalog, factors), Workload(rate=8, duration=20))
+    assert ok_long.result.latency_p99 == pytest.approx(ok_short.result.latency_p99, rel=0.05)
+
+
+def test_routers_spread_load_and_poisson_is_seeded():
+    a = arrival_times(10, 10, "poisson", seed=1)
+    assert np.array_equal(a, arrival_times(10, 10, "poisson", seed=1))
+    assert 60 < len(a) < 140 and a.max() < 10
+    assert len(arrival_times(32, 5, "constant")) == 160
+    with pytest.raises(ValueError, match="arrival"):
+        arrival_times(1, 1, "bursty")
+    catalog = load_catalog()
+    step = StepModel(catalog.gpu("h100-sxm"), catalog.model("qwen2.5-coder-7b"),
+                     catalog.dtype("bf16"), Factors())
+    w = Workload(rate=40, duration=10, arrival="poisson", seed=2)
+    rr = simulate(step, w, replicas=3, router="round-robin")
+    ll = simulate(step, w, replicas=3, router="least-loaded")
+    assert rr.completed == ll.completed == rr.requests
+    assert ll.latency_p99 <= rr.latency_p99 * 1.02
+
+
+def test_tensor_parallel_speeds_up_decode_of_a_big_model(catalog, factors):
+    one, *_ = step_model_for(catalog, factors, Deployment("h100-sxm", "qwen2.5-coder-32b"))
+    two, *_ = step_model_for(catalog, factors,
+                             Deployment("h100-sxm", "qwen2.5-coder-32b", tensor_parallel=2))
+    assert 1.3 < one.decode_time(1000) / two.decode_time(1000) < 2.0
