@@ -52,8 +52,10 @@ def test_leave_one_out_error_is_printed_and_bounded(catalog, calibration, capsys
     rows = leave_one_out(catalog, calibration.runs, calibration.priors)
     assert len(rows) == 5
     for row in rows:
-        print(f"{row.run:15s} {row.metric:12s} {row.measured:.3f} {row.predicted:.3f} "
-              f"{row.error_pct:+.1f}%")
+        print(
+            f"{row.run:15s} {row.metric:12s} {row.measured:.3f} {row.predicted:.3f} "
+            f"{row.error_pct:+.1f}%"
+        )
     assert "h100-7b-32rps" in capsys.readouterr().out
     errors = [abs(row.error_pct) for row in rows]
     assert max(errors) < LOO_MAX_ERROR_PCT

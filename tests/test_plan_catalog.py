@@ -36,8 +36,20 @@ def test_weight_bytes_shrink_with_dtype_but_embeddings_stay_bf16(catalog):
 
 
 def test_required_gpus_are_in_the_catalog_with_sources(catalog):
-    required = {"rtx-4090", "rtx-6000-ada", "l4", "l40s", "a10g", "a100-40gb", "a100-80gb",
-                "h100-pcie", "h100-sxm", "h200", "b200", "mi300x"}
+    required = {
+        "rtx-4090",
+        "rtx-6000-ada",
+        "l4",
+        "l40s",
+        "a10g",
+        "a100-40gb",
+        "a100-80gb",
+        "h100-pcie",
+        "h100-sxm",
+        "h200",
+        "b200",
+        "mi300x",
+    }
     assert required <= set(catalog.gpus)
     for gpu in catalog.gpus.values():
         assert gpu.source and gpu.price_source and gpu.price_per_hour > 0
@@ -46,10 +58,10 @@ def test_required_gpus_are_in_the_catalog_with_sources(catalog):
 def test_user_catalog_overrides_price_and_adds_entries(tmp_path, monkeypatch):
     user = tmp_path / "mine.toml"
     user.write_text(
-        '[gpus.h100-sxm]\nprice_per_hour = 1.25\n'
+        "[gpus.h100-sxm]\nprice_per_hour = 1.25\n"
         '[gpus.my-gpu]\nname = "X"\nmemory_gib = 32\nbandwidth_gbps = 1000\nbf16_tflops = 200\n'
         '[models."tiny-coder"]\nlayers = 2\nhidden_size = 64\nattention_heads = 4\nkv_heads = 2\n'
-        'head_dim = 16\nintermediate_size = 128\nvocab_size = 1000\n'
+        "head_dim = 16\nintermediate_size = 128\nvocab_size = 1000\n"
     )
     monkeypatch.setenv("CODERIG_CATALOG", str(user))
     catalog = load_catalog()

@@ -12,9 +12,24 @@ def run(*args):
 
 
 def test_predict_as_the_issue_spells_it():
-    out = run("predict", "--gpu", "h100-sxm", "--model", "qwen2.5-coder-7b", "--rate", "32",
-              "--duration", "5s", "--arrival", "constant", "--prompt-tokens", "700",
-              "--output-tokens", "128", "--json")
+    out = run(
+        "predict",
+        "--gpu",
+        "h100-sxm",
+        "--model",
+        "qwen2.5-coder-7b",
+        "--rate",
+        "32",
+        "--duration",
+        "5s",
+        "--arrival",
+        "constant",
+        "--prompt-tokens",
+        "700",
+        "--output-tokens",
+        "128",
+        "--json",
+    )
     data = json.loads(out)
     for key in ("latency_p50", "latency_p90", "latency_p99", "ttft_p50", "ttft_p90", "ttft_p99"):
         assert 0 < data[key] < 5, key
@@ -29,9 +44,25 @@ def test_predict_human_output_and_bad_ids():
 
 
 def test_plan_ranks_hardware_writes_the_plot_and_reports_calibration(tmp_path):
-    out = run("--developers", "100", "--slo-p99", "1.5s", "--gpus", "h100-sxm,l4,a100-80gb",
-              "--dtypes", "bf16", "--duration", "20s", "--hours", "9-18", "--days", "mon-fri",
-              "--plot-dir", str(tmp_path), "--json")
+    out = run(
+        "--developers",
+        "100",
+        "--slo-p99",
+        "1.5s",
+        "--gpus",
+        "h100-sxm,l4,a100-80gb",
+        "--dtypes",
+        "bf16",
+        "--duration",
+        "20s",
+        "--hours",
+        "9-18",
+        "--days",
+        "mon-fri",
+        "--plot-dir",
+        str(tmp_path),
+        "--json",
+    )
     data = json.loads(out)
     assert data["traffic"]["peak_rate"] == 35
     assert round(data["traffic"]["normal_peak_rate"], 1) == 33.4
@@ -50,15 +81,35 @@ def test_plan_ranks_hardware_writes_the_plot_and_reports_calibration(tmp_path):
 
 
 def test_plan_human_output(tmp_path):
-    out = run("--developers", "100", "--gpus", "h100-sxm", "--dtypes", "bf16", "--duration",
-              "10s", "--plot-dir", str(tmp_path))
+    out = run(
+        "--developers",
+        "100",
+        "--gpus",
+        "h100-sxm",
+        "--dtypes",
+        "bf16",
+        "--duration",
+        "10s",
+        "--plot-dir",
+        str(tmp_path),
+    )
     assert "35 req/s" in out and "33.4" in out
     assert "Recommendation" in out and "leave-one-run-out" in out
 
 
 def test_fit_and_catalog_commands():
-    data = json.loads(run("fit", "--model", "qwen2.5-coder-32b", "--gpus", "l40s,h100-sxm",
-                          "--dtypes", "bf16", "--json"))
+    data = json.loads(
+        run(
+            "fit",
+            "--model",
+            "qwen2.5-coder-32b",
+            "--gpus",
+            "l40s,h100-sxm",
+            "--dtypes",
+            "bf16",
+            "--json",
+        )
+    )
     smallest = {row["tp1"]["gpu"]: row["smallest_tp"]["tensor_parallel"] for row in data["fits"]}
     assert smallest == {"l40s": 2, "h100-sxm": 1}
     assert "Will it fit" in run("fit")

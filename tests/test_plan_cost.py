@@ -7,8 +7,9 @@ from coderig.schedule import Schedule
 
 def test_always_on_cost_per_developer_and_seats():
     gpu = load_catalog().gpu("h100-sxm")
-    cost = monthly_cost(gpu, 2, schedule=Schedule.always(), cold_start_s=120, developers=100,
-                        seat_price=39)
+    cost = monthly_cost(
+        gpu, 2, schedule=Schedule.always(), cold_start_s=120, developers=100, seat_price=39
+    )
     assert cost.monthly_always_on == pytest.approx(2 * gpu.price_per_hour * 720)
     assert cost.monthly_scheduled == cost.monthly_always_on  # nothing to scale down
     assert cost.per_developer == pytest.approx(cost.monthly_always_on / 100)
@@ -27,5 +28,6 @@ def test_scale_to_zero_bills_working_hours_plus_one_cold_start_a_day():
     assert cost.scheduled_hours_per_month == pytest.approx(on_hours)
     assert cost.cold_starts_per_month == pytest.approx(starts)
     assert cost.monthly_scheduled == pytest.approx(
-        3 * gpu.price_per_hour * (on_hours + starts * cold / 3600))
+        3 * gpu.price_per_hour * (on_hours + starts * cold / 3600)
+    )
     assert cost.monthly_scheduled < 0.3 * cost.monthly_always_on

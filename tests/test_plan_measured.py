@@ -8,21 +8,50 @@ from coderig.plan.measured import read_bench_file, run_from_bench
 
 
 def write_bench(path, *, tags=None, n=40, latency=1.0, rate=8.0):
-    header = {"version": 1, "url": "http://127.0.0.1:8000/v1/completions", "rate": rate,
-              "duration": "5s", "arrival": "constant", "requests": n, "stream": True,
-              "workload": {"prompt_tokens": 700, "max_tokens": 128},
-              "tags": tags if tags is not None else {"gpu": "h100-sxm",
-                                                    "model": "qwen2.5-coder-7b",
-                                                    "replicas": "1"}}
+    header = {
+        "version": 1,
+        "url": "http://127.0.0.1:8000/v1/completions",
+        "rate": rate,
+        "duration": "5s",
+        "arrival": "constant",
+        "requests": n,
+        "stream": True,
+        "workload": {"prompt_tokens": 700, "max_tokens": 128},
+        "tags": tags
+        if tags is not None
+        else {"gpu": "h100-sxm", "model": "qwen2.5-coder-7b", "replicas": "1"},
+    }
     lines = [json.dumps(header)]
     for i in range(n):
         t = i / rate
-        lines.append(json.dumps({"scheduled": t, "sent": t + 0.001, "first_token": t + 0.05,
-                                 "end": t + latency + 0.001 * (i % 5), "status": 200,
-                                 "error": "", "prompt_tokens": 702, "completion_tokens": 128}))
-    lines.append(json.dumps({"scheduled": 9.0, "sent": 9.0, "first_token": None, "end": None,
-                             "status": 0, "error": "connection refused",
-                             "prompt_tokens": 0, "completion_tokens": 0}))
+        lines.append(
+            json.dumps(
+                {
+                    "scheduled": t,
+                    "sent": t + 0.001,
+                    "first_token": t + 0.05,
+                    "end": t + latency + 0.001 * (i % 5),
+                    "status": 200,
+                    "error": "",
+                    "prompt_tokens": 702,
+                    "completion_tokens": 128,
+                }
+            )
+        )
+    lines.append(
+        json.dumps(
+            {
+                "scheduled": 9.0,
+                "sent": 9.0,
+                "first_token": None,
+                "end": None,
+                "status": 0,
+                "error": "connection refused",
+                "prompt_tokens": 0,
+                "completion_tokens": 0,
+            }
+        )
+    )
     path.write_text("\n".join(lines) + "\n\n")
     return path
 
@@ -36,7 +65,12 @@ def test_reader_finds_header_and_results(tmp_path):
 def test_run_from_bench_measures_percentiles_and_skips_errors(tmp_path):
     run = run_from_bench(write_bench(tmp_path / "a.jsonl", latency=1.2))
     assert (run.gpu, run.model, run.replicas, run.rate, run.duration) == (
-        "h100-sxm", "qwen2.5-coder-7b", 1, 8.0, 5.0)
+        "h100-sxm",
+        "qwen2.5-coder-7b",
+        1,
+        8.0,
+        5.0,
+    )
     assert run.prompt_tokens == 702 and run.output_tokens == 128
     assert run.measured["latency_p50"] == pytest.approx(1.2 + 0.002 - 0.001, abs=0.003)
     assert run.measured["ttft_p50"] == pytest.approx(0.049)

@@ -35,10 +35,14 @@ def test_a_lone_request_takes_one_prefill_plus_every_decode_step(catalog, factor
 
 def test_long_prompts_are_chunked_by_the_token_budget():
     catalog = load_catalog()
-    step = StepModel(catalog.gpu("l4"), catalog.model("qwen2.5-coder-1.5b"), catalog.dtype("bf16"),
-                     Factors())
-    one = simulate(step, Workload(rate=0.1, duration=10, prompt_tokens=5000, output_tokens=1),
-                   max_batched_tokens=2048)
+    step = StepModel(
+        catalog.gpu("l4"), catalog.model("qwen2.5-coder-1.5b"), catalog.dtype("bf16"), Factors()
+    )
+    one = simulate(
+        step,
+        Workload(rate=0.1, duration=10, prompt_tokens=5000, output_tokens=1),
+        max_batched_tokens=2048,
+    )
     assert one.ttft_p50 == pytest.approx(step.prefill_time(5000, 2048) + step.request_overhead_s)
     assert step.prefill_time(5000, 2048) > step.prefill_time(5000)  # 3 steps' fixed costs
 
@@ -88,8 +92,9 @@ def test_routers_spread_load_and_poisson_is_seeded():
     with pytest.raises(ValueError, match="arrival"):
         arrival_times(1, 1, "bursty")
     catalog = load_catalog()
-    step = StepModel(catalog.gpu("h100-sxm"), catalog.model("qwen2.5-coder-7b"),
-                     catalog.dtype("bf16"), Factors())
+    step = StepModel(
+        catalog.gpu("h100-sxm"), catalog.model("qwen2.5-coder-7b"), catalog.dtype("bf16"), Factors()
+    )
     w = Workload(rate=40, duration=10, arrival="poisson", seed=2)
     rr = simulate(step, w, replicas=3, router="round-robin")
     ll = simulate(step, w, replicas=3, router="least-loaded")
@@ -99,6 +104,7 @@ def test_routers_spread_load_and_poisson_is_seeded():
 
 def test_tensor_parallel_speeds_up_decode_of_a_big_model(catalog, factors):
     one, *_ = step_model_for(catalog, factors, Deployment("h100-sxm", "qwen2.5-coder-32b"))
-    two, *_ = step_model_for(catalog, factors,
-                             Deployment("h100-sxm", "qwen2.5-coder-32b", tensor_parallel=2))
+    two, *_ = step_model_for(
+        catalog, factors, Deployment("h100-sxm", "qwen2.5-coder-32b", tensor_parallel=2)
+    )
     assert 1.3 < one.decode_time(1000) / two.decode_time(1000) < 2.0

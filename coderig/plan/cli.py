@@ -78,7 +78,10 @@ def _loo_table(rows: list[LooRow], title: str) -> Table:
         table.add_column(column, justify="left" if left else "right")
     for row in rows:
         table.add_row(
-            row.run, row.metric, f"{row.measured:.3f}", f"{row.predicted:.3f}",
+            row.run,
+            row.metric,
+            f"{row.measured:.3f}",
+            f"{row.predicted:.3f}",
             f"{row.error_pct:+.1f}%",
         )
     return table
@@ -113,43 +116,91 @@ def _fmt_money(value: float | None) -> str:
 
 @click.group(invoke_without_command=True)
 @click.option("--developers", type=int, help="Team size.")
-@click.option("--seconds-between-requests", type=float, default=5.0, show_default=True,
-              help="Average seconds between two completion requests of one developer.")
+@click.option(
+    "--seconds-between-requests",
+    type=float,
+    default=5.0,
+    show_default=True,
+    help="Average seconds between two completion requests of one developer.",
+)
 @click.option("--rate", type=float, help="Average requests/s (instead of --developers).")
-@click.option("--percentile", type=float, default=99.9, show_default=True,
-              help="Size for this percentile of the per-second Poisson request count.")
-@click.option("--slo-p99", "slo", default="1.5s", show_default=True, callback=_duration,
-              help="Target p99 full-response latency at the peak rate.")
+@click.option(
+    "--percentile",
+    type=float,
+    default=99.9,
+    show_default=True,
+    help="Size for this percentile of the per-second Poisson request count.",
+)
+@click.option(
+    "--slo-p99",
+    "slo",
+    default="1.5s",
+    show_default=True,
+    callback=_duration,
+    help="Target p99 full-response latency at the peak rate.",
+)
 @click.option("--model", default=DEFAULT_MODEL, show_default=True, help="Model id.")
 @click.option("--gpus", help="Comma list of GPU ids to consider (default: all in catalog).")
-@click.option("--dtypes", default="bf16,fp8,int4", show_default=True,
-              help="Comma list of weight dtypes to consider.")
+@click.option(
+    "--dtypes",
+    default="bf16,fp8,int4",
+    show_default=True,
+    help="Comma list of weight dtypes to consider.",
+)
 @click.option("--prompt-tokens", type=int, default=700, show_default=True)
 @click.option("--output-tokens", type=int, default=128, show_default=True)
-@click.option("--duration", default="60s", show_default=True, callback=_duration,
-              help="Length of the simulated peak (latency grows with it above capacity).")
-@click.option("--arrival", type=click.Choice(["poisson", "constant"]), default="poisson",
-              show_default=True)
+@click.option(
+    "--duration",
+    default="60s",
+    show_default=True,
+    callback=_duration,
+    help="Length of the simulated peak (latency grows with it above capacity).",
+)
+@click.option(
+    "--arrival", type=click.Choice(["poisson", "constant"]), default="poisson", show_default=True
+)
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--hours", default="9-18", show_default=True,
-              help="Working hours for the scale-to-zero price.")
-@click.option("--days", default="mon-fri", show_default=True,
-              help="Working days for the scale-to-zero price.")
-@click.option("--schedule", "schedule_text",
-              help="Scale-to-zero schedule in serve's syntax instead of --hours/--days, e.g. "
-                   "'mon-fri 08:00-19:00'; 'always' prices always-on only.")
+@click.option(
+    "--hours", default="9-18", show_default=True, help="Working hours for the scale-to-zero price."
+)
+@click.option(
+    "--days", default="mon-fri", show_default=True, help="Working days for the scale-to-zero price."
+)
+@click.option(
+    "--schedule",
+    "schedule_text",
+    help="Scale-to-zero schedule in serve's syntax instead of --hours/--days, e.g. "
+    "'mon-fri 08:00-19:00'; 'always' prices always-on only.",
+)
 @click.option("--hours-per-month", type=float, default=720.0, show_default=True)
-@click.option("--seat-price", type=float, default=39.0, show_default=True,
-              help="Per-seat SaaS price per month, to compare with.")
+@click.option(
+    "--seat-price",
+    type=float,
+    default=39.0,
+    show_default=True,
+    help="Per-seat SaaS price per month, to compare with.",
+)
 @click.option("--max-replicas", type=int, default=64, show_default=True)
-@click.option("--router", type=click.Choice(["least-loaded", "round-robin"]),
-              default="least-loaded", show_default=True)
-@click.option("--plot-dir", default="coderig-plan", show_default=True,
-              help="Where to write price-performance.png/.html.")
+@click.option(
+    "--router",
+    type=click.Choice(["least-loaded", "round-robin"]),
+    default="least-loaded",
+    show_default=True,
+)
+@click.option(
+    "--plot-dir",
+    default="coderig-plan",
+    show_default=True,
+    help="Where to write price-performance.png/.html.",
+)
 @click.option("--no-plot", is_flag=True, help="Do not write the plot.")
 @click.option("--catalog", "catalog_files", multiple=True, help="Extra catalog TOML file(s).")
-@click.option("--calibrate", "calibrate_files", multiple=True,
-              help="coderig bench results file(s) to calibrate on (and to plot).")
+@click.option(
+    "--calibrate",
+    "calibrate_files",
+    multiple=True,
+    help="coderig bench results file(s) to calibrate on (and to plot).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_context
 def plan(ctx: click.Context, **opts) -> None:
@@ -160,16 +211,40 @@ def plan(ctx: click.Context, **opts) -> None:
 
 
 def _plan(
-    *, developers, seconds_between_requests, rate, percentile, slo, model, gpus, dtypes,
-    prompt_tokens, output_tokens, duration, arrival, seed, hours, days, schedule_text,
-    hours_per_month, seat_price, max_replicas, router, plot_dir, no_plot, catalog_files,
-    calibrate_files, as_json,
+    *,
+    developers,
+    seconds_between_requests,
+    rate,
+    percentile,
+    slo,
+    model,
+    gpus,
+    dtypes,
+    prompt_tokens,
+    output_tokens,
+    duration,
+    arrival,
+    seed,
+    hours,
+    days,
+    schedule_text,
+    hours_per_month,
+    seat_price,
+    max_replicas,
+    router,
+    plot_dir,
+    no_plot,
+    catalog_files,
+    calibrate_files,
+    as_json,
 ) -> None:
     console = Console(stderr=as_json)
     try:
         traffic = traffic_for(
-            developers=developers, seconds_between_requests=seconds_between_requests,
-            rate=rate, percentile=percentile,
+            developers=developers,
+            seconds_between_requests=seconds_between_requests,
+            rate=rate,
+            percentile=percentile,
         )
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
@@ -187,28 +262,56 @@ def _plan(
     schedule = _schedule(hours, days, schedule_text)
     factors, runs, loo = _calibration(catalog, calibrate_files, {"model": model_spec.id})
     workload = Workload(
-        rate=float(traffic.peak_rate), duration=duration, prompt_tokens=prompt_tokens,
-        output_tokens=output_tokens, arrival=arrival, seed=seed,
+        rate=float(traffic.peak_rate),
+        duration=duration,
+        prompt_tokens=prompt_tokens,
+        output_tokens=output_tokens,
+        arrival=arrival,
+        seed=seed,
     )
     options = size_options(
-        catalog, factors, model=model_spec.id, gpus=gpu_ids, dtypes=dtype_ids,
-        workload=workload, slo_p99=slo, schedule=schedule, hours_per_month=hours_per_month,
-        developers=developers, seat_price=seat_price, max_replicas=max_replicas, router=router,
+        catalog,
+        factors,
+        model=model_spec.id,
+        gpus=gpu_ids,
+        dtypes=dtype_ids,
+        workload=workload,
+        slo_p99=slo,
+        schedule=schedule,
+        hours_per_month=hours_per_month,
+        developers=developers,
+        seat_price=seat_price,
+        max_replicas=max_replicas,
+        router=router,
     )
     feasible = [o for o in options if o.feasible]
     best = feasible[0] if feasible else None
     recommendation = _recommend(best, traffic, slo, schedule, developers, seat_price)
     plot_paths: tuple[Path, Path] | None = None
     if not no_plot:
-        plot_paths = _write_plot(catalog, feasible, runs, calibrate_files, plot_dir, slo,
-                                 hours_per_month, model_spec.id, traffic.peak_rate)
+        plot_paths = _write_plot(
+            catalog,
+            feasible,
+            runs,
+            calibrate_files,
+            plot_dir,
+            slo,
+            hours_per_month,
+            model_spec.id,
+            traffic.peak_rate,
+        )
     if as_json:
         out = {
             "traffic": traffic.to_dict(),
             "slo_p99": slo,
             "model": model_spec.id,
-            "workload": {"prompt_tokens": prompt_tokens, "output_tokens": output_tokens,
-                         "duration": duration, "arrival": arrival, "rate": traffic.peak_rate},
+            "workload": {
+                "prompt_tokens": prompt_tokens,
+                "output_tokens": output_tokens,
+                "duration": duration,
+                "arrival": arrival,
+                "rate": traffic.peak_rate,
+            },
             "schedule": schedule.describe(),
             "factors": factors.to_dict(),
             "options": [o.to_dict() for o in options],
@@ -222,8 +325,11 @@ def _plan(
         return
     console.print(
         f"[bold]Traffic[/bold]: average {traffic.average_rate:g} req/s"
-        + (f" ({developers} developers, one request every {seconds_between_requests:g} s)"
-           if developers else "")
+        + (
+            f" ({developers} developers, one request every {seconds_between_requests:g} s)"
+            if developers
+            else ""
+        )
     )
     console.print(
         f"  peak at p{percentile:g} of the Poisson per-second count: "
@@ -259,23 +365,38 @@ def _options_table(
         columns.append("$/month sched.")
     columns += ["$/dev", "= seats", "note"]
     for column in columns:
-        table.add_column(column, justify="right" if column not in ("GPU", "dtype", "note") else
-                         "left")
+        table.add_column(
+            column, justify="right" if column not in ("GPU", "dtype", "note") else "left"
+        )
     for rank, option in enumerate(options, 1):
         cost, result = option.cost, option.result
         if option.feasible and cost and result:
             per_dev = cost.per_developer_scheduled if scheduled else cost.per_developer
             seats = cost.equivalent_seats_scheduled if scheduled else cost.equivalent_seats
-            row = [str(rank), option.gpu, option.dtype, str(option.tensor_parallel),
-                   str(option.replicas), f"{result.latency_p50:.2f}", f"{result.latency_p99:.2f}",
-                   _fmt_money(cost.monthly_always_on)]
+            row = [
+                str(rank),
+                option.gpu,
+                option.dtype,
+                str(option.tensor_parallel),
+                str(option.replicas),
+                f"{result.latency_p50:.2f}",
+                f"{result.latency_p99:.2f}",
+                _fmt_money(cost.monthly_always_on),
+            ]
             if scheduled:
                 row.append(_fmt_money(cost.monthly_scheduled))
             row += [_fmt_money(per_dev) if developers else "-", f"{seats:.0f}", ""]
         else:
-            row = ["-", option.gpu, option.dtype,
-                   str(option.tensor_parallel) if option.tensor_parallel else "-", "-", "-",
-                   "-", "-"]
+            row = [
+                "-",
+                option.gpu,
+                option.dtype,
+                str(option.tensor_parallel) if option.tensor_parallel else "-",
+                "-",
+                "-",
+                "-",
+                "-",
+            ]
             if scheduled:
                 row.append("-")
             row += ["-", "-", option.reason]
@@ -285,8 +406,10 @@ def _options_table(
 
 def _recommend(best: Option | None, traffic, slo, schedule: Schedule, developers, seat_price):
     if best is None or best.cost is None or best.result is None:
-        return (f"No catalog configuration meets p99 ≤ {slo:g}s at {traffic.peak_rate} req/s; "
-                "relax the SLO, shorten outputs, or add GPUs to the catalog.")
+        return (
+            f"No catalog configuration meets p99 ≤ {slo:g}s at {traffic.peak_rate} req/s; "
+            "relax the SLO, shorten outputs, or add GPUs to the catalog."
+        )
     cost = best.cost
     scheduled = not schedule.is_always_on
     dollars = cost.monthly_scheduled if scheduled else cost.monthly_always_on
@@ -300,22 +423,30 @@ def _recommend(best: Option | None, traffic, slo, schedule: Schedule, developers
     if developers:
         saas = developers * seat_price
         verdict = "cheaper" if dollars < saas else "dearer"
-        text += (f", ${dollars / developers:,.2f}/developer; {verdict} than {developers} seats "
-                 f"at ${seat_price:g} (${saas:,.0f}/month)")
+        text += (
+            f", ${dollars / developers:,.2f}/developer; {verdict} than {developers} seats "
+            f"at ${seat_price:g} (${saas:,.0f}/month)"
+        )
     if best.dtype != "bf16":
         text += f" [{best.dtype} is quantised: check completion quality]"
     return text + "."
 
 
-def _write_plot(catalog, feasible, runs, calibrate_files, plot_dir, slo, hours_per_month,
-                model, peak_rate):
+def _write_plot(
+    catalog, feasible, runs, calibrate_files, plot_dir, slo, hours_per_month, model, peak_rate
+):
     from coderig.plan.plot import Point, write_plot
 
     points = [
-        Point(f"{o.replicas}x {o.gpu} {o.dtype}" + (f" tp{o.tensor_parallel}"
-                                                      if o.tensor_parallel > 1 else ""),
-              o.cost.monthly_always_on, o.result.latency_p50, o.result.latency_p99)
-        for o in feasible if o.cost and o.result
+        Point(
+            f"{o.replicas}x {o.gpu} {o.dtype}"
+            + (f" tp{o.tensor_parallel}" if o.tensor_parallel > 1 else ""),
+            o.cost.monthly_always_on,
+            o.result.latency_p50,
+            o.result.latency_p99,
+        )
+        for o in feasible
+        if o.cost and o.result
     ]
     measured_ids = {Path(p).name for p in calibrate_files}
     for run in runs:
@@ -324,15 +455,27 @@ def _write_plot(catalog, feasible, runs, calibrate_files, plot_dir, slo, hours_p
         if "latency_p50" not in run.measured or run.gpu not in catalog.gpus:
             continue
         gpu = catalog.gpu(run.gpu)
-        dollars = monthly_cost(gpu, run.replicas * run.tensor_parallel,
-                               schedule=Schedule.always(), cold_start_s=0,
-                               hours_per_month=hours_per_month).monthly_always_on
+        dollars = monthly_cost(
+            gpu,
+            run.replicas * run.tensor_parallel,
+            schedule=Schedule.always(),
+            cold_start_s=0,
+            hours_per_month=hours_per_month,
+        ).monthly_always_on
         p50 = run.measured["latency_p50"]
         p99 = run.measured.get("latency_p99", p50)
-        points.append(Point(f"measured {run.replicas}x {run.gpu} {run.model} @{run.rate:g}/s",
-                            dollars, p50, p99, kind="measured"))
-    return write_plot(points, plot_dir, slo=slo,
-                      title=f"{model}: latency at {peak_rate} req/s vs monthly cost")
+        points.append(
+            Point(
+                f"measured {run.replicas}x {run.gpu} {run.model} @{run.rate:g}/s",
+                dollars,
+                p50,
+                p99,
+                kind="measured",
+            )
+        )
+    return write_plot(
+        points, plot_dir, slo=slo, title=f"{model}: latency at {peak_rate} req/s vs monthly cost"
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -340,24 +483,47 @@ def _write_plot(catalog, feasible, runs, calibrate_files, plot_dir, slo, hours_p
 @click.option("--gpu", required=True, help="GPU id, e.g. h100-sxm.")
 @click.option("--model", default=DEFAULT_MODEL, show_default=True)
 @click.option("--dtype", default="bf16", show_default=True)
-@click.option("--tensor-parallel", type=int, default=None,
-              help="GPUs per replica (default: the smallest that fits).")
+@click.option(
+    "--tensor-parallel",
+    type=int,
+    default=None,
+    help="GPUs per replica (default: the smallest that fits).",
+)
 @click.option("--replicas", type=int, default=1, show_default=True)
 @click.option("--rate", type=float, required=True, help="Requests per second.")
 @click.option("--duration", default="5s", show_default=True, callback=_duration)
-@click.option("--arrival", type=click.Choice(["constant", "poisson"]), default="constant",
-              show_default=True)
+@click.option(
+    "--arrival", type=click.Choice(["constant", "poisson"]), default="constant", show_default=True
+)
 @click.option("--prompt-tokens", type=int, default=700, show_default=True)
 @click.option("--output-tokens", type=int, default=128, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--router", type=click.Choice(["least-loaded", "round-robin"]),
-              default="least-loaded", show_default=True)
+@click.option(
+    "--router",
+    type=click.Choice(["least-loaded", "round-robin"]),
+    default="least-loaded",
+    show_default=True,
+)
 @click.option("--catalog", "catalog_files", multiple=True)
 @click.option("--calibrate", "calibrate_files", multiple=True)
 @click.option("--json", "as_json", is_flag=True)
-def predict_cmd(gpu, model, dtype, tensor_parallel, replicas, rate, duration, arrival,
-                prompt_tokens, output_tokens, seed, router, catalog_files, calibrate_files,
-                as_json):
+def predict_cmd(
+    gpu,
+    model,
+    dtype,
+    tensor_parallel,
+    replicas,
+    rate,
+    duration,
+    arrival,
+    prompt_tokens,
+    output_tokens,
+    seed,
+    router,
+    catalog_files,
+    calibrate_files,
+    as_json,
+):
     """Predict p50/p90/p99 latency and TTFT for one configuration under one load."""
     catalog = _load(catalog_files)
     try:
@@ -371,11 +537,18 @@ def predict_cmd(gpu, model, dtype, tensor_parallel, replicas, rate, duration, ar
         if smallest is None:
             raise click.ClickException(f"{model_spec.id} ({dtype}) does not fit on 8x {gpu}")
         tensor_parallel = smallest.tensor_parallel
-    factors, _, _ = _calibration(catalog, calibrate_files,
-                                 {"gpu": gpu_spec.id, "model": model_spec.id}, with_loo=False)
+    factors, _, _ = _calibration(
+        catalog, calibrate_files, {"gpu": gpu_spec.id, "model": model_spec.id}, with_loo=False
+    )
     deployment = Deployment(gpu_spec.id, model_spec.id, dtype_spec.id, tensor_parallel, replicas)
-    workload = Workload(rate=rate, duration=duration, prompt_tokens=prompt_tokens,
-                        output_tokens=output_tokens, arrival=arrival, seed=seed)
+    workload = Workload(
+        rate=rate,
+        duration=duration,
+        prompt_tokens=prompt_tokens,
+        output_tokens=output_tokens,
+        arrival=arrival,
+        seed=seed,
+    )
     try:
         prediction = predict(catalog, factors, deployment, workload, router=router)
     except ValueError as exc:
@@ -398,8 +571,9 @@ def predict_cmd(gpu, model, dtype, tensor_parallel, replicas, rate, duration, ar
     table.add_row("latency", f"{r.latency_p50:.3f}", f"{r.latency_p90:.3f}", f"{r.latency_p99:.3f}")
     table.add_row("TTFT", f"{r.ttft_p50:.3f}", f"{r.ttft_p90:.3f}", f"{r.ttft_p99:.3f}")
     console.print(table)
-    console.print(f"requests {r.requests}, mean running batch {r.mean_batch:.1f}, "
-                  f"max waiting {r.max_waiting}")
+    console.print(
+        f"requests {r.requests}, mean running batch {r.mean_batch:.1f}, max waiting {r.max_waiting}"
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -407,10 +581,18 @@ def predict_cmd(gpu, model, dtype, tensor_parallel, replicas, rate, duration, ar
 @click.option("--model", default=DEFAULT_MODEL, show_default=True)
 @click.option("--gpus", help="Comma list of GPU ids (default: all).")
 @click.option("--dtypes", default="bf16,fp8,int4", show_default=True)
-@click.option("--max-model-len", type=int, default=None,
-              help="Context per sequence (default from engine.toml: 4096).")
-@click.option("--gpu-memory-utilization", type=float, default=None,
-              help="Fraction of GPU memory vLLM may use (default 0.9).")
+@click.option(
+    "--max-model-len",
+    type=int,
+    default=None,
+    help="Context per sequence (default from engine.toml: 4096).",
+)
+@click.option(
+    "--gpu-memory-utilization",
+    type=float,
+    default=None,
+    help="Fraction of GPU memory vLLM may use (default 0.9).",
+)
 @click.option("--catalog", "catalog_files", multiple=True)
 @click.option("--json", "as_json", is_flag=True)
 def fit_cmd(model, gpus, dtypes, max_model_len, gpu_memory_utilization, catalog_files, as_json):
@@ -425,39 +607,73 @@ def fit_cmd(model, gpus, dtypes, max_model_len, gpu_memory_utilization, catalog_
     rows = []
     for gpu_spec in gpu_specs:
         for dtype_spec in dtype_specs:
-            single = fit(gpu_spec, model_spec, dtype_spec, catalog, tensor_parallel=1,
-                         max_model_len=max_model_len,
-                         gpu_memory_utilization=gpu_memory_utilization)
-            smallest = smallest_tp(gpu_spec, model_spec, dtype_spec, catalog,
-                                   max_model_len=max_model_len,
-                                   gpu_memory_utilization=gpu_memory_utilization)
+            single = fit(
+                gpu_spec,
+                model_spec,
+                dtype_spec,
+                catalog,
+                tensor_parallel=1,
+                max_model_len=max_model_len,
+                gpu_memory_utilization=gpu_memory_utilization,
+            )
+            smallest = smallest_tp(
+                gpu_spec,
+                model_spec,
+                dtype_spec,
+                catalog,
+                max_model_len=max_model_len,
+                gpu_memory_utilization=gpu_memory_utilization,
+            )
             rows.append((single, smallest))
     if as_json:
-        click.echo(json.dumps({
-            "model": model_spec.id,
-            "params": model_spec.params,
-            "kv_bytes_per_token": model_spec.kv_bytes_per_token(catalog.kv_bytes_per_element),
-            "weight_bytes": {d.id: model_spec.weight_bytes(d) for d in dtype_specs},
-            "fits": [{"tp1": s.to_dict(), "smallest_tp": m.to_dict() if m else None}
-                     for s, m in rows],
-        }, indent=2))
+        click.echo(
+            json.dumps(
+                {
+                    "model": model_spec.id,
+                    "params": model_spec.params,
+                    "kv_bytes_per_token": model_spec.kv_bytes_per_token(
+                        catalog.kv_bytes_per_element
+                    ),
+                    "weight_bytes": {d.id: model_spec.weight_bytes(d) for d in dtype_specs},
+                    "fits": [
+                        {"tp1": s.to_dict(), "smallest_tp": m.to_dict() if m else None}
+                        for s, m in rows
+                    ],
+                },
+                indent=2,
+            )
+        )
         return
     console = Console()
     console.print(
         f"{model_spec.id}: {model_spec.params / 1e9:.2f} B parameters, KV cache "
         f"{model_spec.kv_bytes_per_token(catalog.kv_bytes_per_element) / 1024:.0f} KiB/token; "
-        + ", ".join(f"{d.id} weights {model_spec.weight_bytes(d) / 1e9:.1f} GB"
-                    for d in dtype_specs)
+        + ", ".join(
+            f"{d.id} weights {model_spec.weight_bytes(d) / 1e9:.1f} GB" for d in dtype_specs
+        )
     )
-    table = Table(title=f"Will it fit (max-model-len {rows[0][0].max_model_len if rows else '-'})",
-                  title_justify="left")
-    for column in ("GPU", "dtype", "weights GiB", "KV GiB", "max batch @1 GPU", "smallest TP",
-                   "max batch @TP", "note"):
+    table = Table(
+        title=f"Will it fit (max-model-len {rows[0][0].max_model_len if rows else '-'})",
+        title_justify="left",
+    )
+    for column in (
+        "GPU",
+        "dtype",
+        "weights GiB",
+        "KV GiB",
+        "max batch @1 GPU",
+        "smallest TP",
+        "max batch @TP",
+        "note",
+    ):
         table.add_column(column, justify="left" if column in ("GPU", "dtype", "note") else "right")
     for single, smallest in rows:
         table.add_row(
-            single.gpu, single.dtype, f"{single.weights_gib_per_gpu:.1f}",
-            f"{single.kv_gib_per_gpu:.1f}", str(single.max_batch) if single.fits else "0",
+            single.gpu,
+            single.dtype,
+            f"{single.weights_gib_per_gpu:.1f}",
+            f"{single.kv_gib_per_gpu:.1f}",
+            str(single.max_batch) if single.fits else "0",
             str(smallest.tensor_parallel) if smallest else "-",
             str(smallest.max_batch) if smallest else "-",
             "" if single.fits else (single.reason if smallest else f"> 8 GPUs: {single.reason}"),
@@ -488,13 +704,19 @@ def calibrate_cmd(results, gpu, model, dtype, replicas, catalog_files, as_json):
         factors = fit_factors(catalog, runs, cal.priors, start=cal.factors)
     in_sample = [(run, predict_run(catalog, factors, run)) for run in runs]
     if as_json:
-        click.echo(json.dumps({
-            "factors": factors.to_dict(),
-            "runs": [r.to_dict() for r in runs],
-            "in_sample": [{"run": r.id, **p} for r, p in in_sample],
-            "leave_one_out": [row.to_dict() for row in loo],
-            "summary": _loo_summary(loo),
-        }, indent=2, default=_json_default))
+        click.echo(
+            json.dumps(
+                {
+                    "factors": factors.to_dict(),
+                    "runs": [r.to_dict() for r in runs],
+                    "in_sample": [{"run": r.id, **p} for r, p in in_sample],
+                    "leave_one_out": [row.to_dict() for row in loo],
+                    "summary": _loo_summary(loo),
+                },
+                indent=2,
+                default=_json_default,
+            )
+        )
         return
     console = Console()
     table = Table(title="Fitted factors (all runs)", title_justify="left")
@@ -506,8 +728,10 @@ def calibrate_cmd(results, gpu, model, dtype, replicas, catalog_files, as_json):
     console.print(_loo_table(loo, "Leave-one-run-out: each run predicted by a fit on the others"))
     console.print(_loo_summary(loo))
     for run, predicted in in_sample:
-        console.print(f"  in-sample {run.id}: " + ", ".join(
-            f"{m} {run.measured[m]:.3f} → {predicted[m]:.3f}" for m in run.measured))
+        console.print(
+            f"  in-sample {run.id}: "
+            + ", ".join(f"{m} {run.measured[m]:.3f} → {predicted[m]:.3f}" for m in run.measured)
+        )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -520,38 +744,70 @@ def catalog_cmd(catalog_files, as_json):
     if as_json:
         from dataclasses import asdict
 
-        click.echo(json.dumps({
-            "files": list(catalog.files),
-            "gpus": {k: asdict(v) for k, v in catalog.gpus.items()},
-            "models": {k: {**asdict(v), "params": v.params,
-                           "kv_bytes_per_token": v.kv_bytes_per_token(
-                               catalog.kv_bytes_per_element)}
-                       for k, v in catalog.models.items()},
-            "dtypes": {k: asdict(v) for k, v in catalog.dtypes.items()},
-        }, indent=2))
+        click.echo(
+            json.dumps(
+                {
+                    "files": list(catalog.files),
+                    "gpus": {k: asdict(v) for k, v in catalog.gpus.items()},
+                    "models": {
+                        k: {
+                            **asdict(v),
+                            "params": v.params,
+                            "kv_bytes_per_token": v.kv_bytes_per_token(
+                                catalog.kv_bytes_per_element
+                            ),
+                        }
+                        for k, v in catalog.models.items()
+                    },
+                    "dtypes": {k: asdict(v) for k, v in catalog.dtypes.items()},
+                },
+                indent=2,
+            )
+        )
         return
     console = Console()
     gpus = Table(title="GPUs", title_justify="left")
     for column in ("id", "memory GiB", "GB/s", "bf16 TFLOPS", "fp8 TFLOPS", "$/hour", "source"):
-        gpus.add_column(column, justify="right" if column not in ("id", "source") else "left",
-                        overflow="fold")
+        gpus.add_column(
+            column, justify="right" if column not in ("id", "source") else "left", overflow="fold"
+        )
     for g in catalog.gpus.values():
-        gpus.add_row(g.id, f"{g.memory_gib:g}", f"{g.bandwidth_gbps:g}", f"{g.bf16_tflops:g}",
-                     f"{g.fp8_tflops:g}" if g.fp8_tflops else "-", f"{g.price_per_hour:.2f}",
-                     g.source)
+        gpus.add_row(
+            g.id,
+            f"{g.memory_gib:g}",
+            f"{g.bandwidth_gbps:g}",
+            f"{g.bf16_tflops:g}",
+            f"{g.fp8_tflops:g}" if g.fp8_tflops else "-",
+            f"{g.price_per_hour:.2f}",
+            g.source,
+        )
     console.print(gpus)
     models = Table(title="Models", title_justify="left")
-    for column in ("id", "params B", "layers", "hidden", "heads/kv", "KiB KV/token",
-                   "bf16 GB", "fp8 GB", "int4 GB"):
+    for column in (
+        "id",
+        "params B",
+        "layers",
+        "hidden",
+        "heads/kv",
+        "KiB KV/token",
+        "bf16 GB",
+        "fp8 GB",
+        "int4 GB",
+    ):
         models.add_column(column, justify="right" if column != "id" else "left")
     dt = catalog.dtypes
     for m in catalog.models.values():
         models.add_row(
-            m.id, f"{m.params / 1e9:.2f}", str(m.layers), str(m.hidden_size),
+            m.id,
+            f"{m.params / 1e9:.2f}",
+            str(m.layers),
+            str(m.hidden_size),
             f"{m.attention_heads}/{m.kv_heads}",
             f"{m.kv_bytes_per_token(catalog.kv_bytes_per_element) / 1024:.0f}",
-            *(f"{m.weight_bytes(dt[d]) / 1e9:.1f}" if d in dt else "-"
-              for d in ("bf16", "fp8", "int4")),
+            *(
+                f"{m.weight_bytes(dt[d]) / 1e9:.1f}" if d in dt else "-"
+                for d in ("bf16", "fp8", "int4")
+            ),
         )
     console.print(models)
     console.print("catalog files: " + "; ".join(catalog.files))

@@ -67,9 +67,7 @@ def _workload_field(header: Mapping[str, Any], key: str) -> Any:
     return header.get(key)
 
 
-def run_from_bench(
-    path: str | Path, overrides: Mapping[str, Any] | None = None
-) -> Run:
+def run_from_bench(path: str | Path, overrides: Mapping[str, Any] | None = None) -> Run:
     """One measured run: configuration from tags (CLI ``overrides`` fill missing ones)."""
     header, results = read_bench_file(path)
     tags = header.get("tags") or {}
@@ -115,9 +113,7 @@ def run_from_bench(
         raise ValueError(f"{path}: header lacks rate/duration")
     duration_s = parse_duration(duration) if isinstance(duration, str) else float(duration)
     prompt = np.mean(prompts) if prompts else _num(_workload_field(header, "prompt_tokens"))
-    output = (
-        np.mean(completions) if completions else _num(_workload_field(header, "max_tokens"))
-    )
+    output = np.mean(completions) if completions else _num(_workload_field(header, "max_tokens"))
     if not prompt or not output:
         raise ValueError(f"{path}: cannot tell prompt/output token counts")
     measured = {
@@ -148,7 +144,5 @@ def run_from_bench(
     )
 
 
-def load_measured_runs(
-    paths: list[str], overrides: Mapping[str, Any] | None = None
-) -> list[Run]:
+def load_measured_runs(paths: list[str], overrides: Mapping[str, Any] | None = None) -> list[Run]:
     return [run_from_bench(path, overrides) for path in paths]

@@ -82,9 +82,7 @@ def fit(
     fits = not reason and max_batch >= 1
     if not reason and not fits:
         if kv_space <= 0:
-            reason = (
-                f"weights {weights / GIB:.1f} GiB/GPU exceed usable {usable / GIB:.1f} GiB/GPU"
-            )
+            reason = f"weights {weights / GIB:.1f} GiB/GPU exceed usable {usable / GIB:.1f} GiB/GPU"
         else:
             reason = f"KV space holds {kv_tokens} tokens < max-model-len {max_len}"
     return Fit(

@@ -40,12 +40,25 @@ def _figure(points: list[Point], slo: float | None, title: str):
         ys = [p.p50 for p in chosen]
         upper = [max(p.p99 - p.p50, 0.0) for p in chosen]
         ax.errorbar(
-            xs, ys, yerr=[[0.0] * len(chosen), upper], fmt=marker, color=color,
-            ecolor=color, elinewidth=1, capsize=3, label=f"{kind} (p50, whisker to p99)",
+            xs,
+            ys,
+            yerr=[[0.0] * len(chosen), upper],
+            fmt=marker,
+            color=color,
+            ecolor=color,
+            elinewidth=1,
+            capsize=3,
+            label=f"{kind} (p50, whisker to p99)",
         )
         for p in chosen:
-            ax.annotate(p.label, (p.monthly_cost, p.p50), textcoords="offset points",
-                        xytext=(5, 4), fontsize=7, color=color)
+            ax.annotate(
+                p.label,
+                (p.monthly_cost, p.p50),
+                textcoords="offset points",
+                xytext=(5, 4),
+                fontsize=7,
+                color=color,
+            )
     if slo is not None:
         ax.axhline(slo, color="tab:green", linestyle="--", linewidth=1, label=f"SLO p99 {slo:g}s")
     costs = [p.monthly_cost for p in points if p.monthly_cost > 0]

@@ -79,8 +79,21 @@ def arrival_times(rate: float, duration: float, arrival: str = "constant", seed:
 
 class _Replica:
     __slots__ = (
-        "model", "budget", "max_seqs", "kv_capacity", "now", "step", "waiting", "prefilling",
-        "heap", "batch", "base_sum", "reserved", "outstanding", "batch_area", "busy_time",
+        "model",
+        "budget",
+        "max_seqs",
+        "kv_capacity",
+        "now",
+        "step",
+        "waiting",
+        "prefilling",
+        "heap",
+        "batch",
+        "base_sum",
+        "reserved",
+        "outstanding",
+        "batch_area",
+        "busy_time",
     )
 
     def __init__(self, model: StepModel, budget: int, max_seqs: int, kv_capacity: int) -> None:

@@ -81,8 +81,11 @@ def replicas_for_slo(
     def run(replicas: int) -> SimResult:
         if replicas not in cache:
             dep = Deployment(
-                deployment.gpu, deployment.model, deployment.dtype,
-                deployment.tensor_parallel, replicas,
+                deployment.gpu,
+                deployment.model,
+                deployment.dtype,
+                deployment.tensor_parallel,
+                replicas,
             )
             cache[replicas] = predict(
                 catalog, factors, dep, workload, router=router, abort_after=abort_after
@@ -134,9 +137,19 @@ def size_options(
             fitting = [f for f in fits if f.fits]
             if not fitting:
                 options.append(
-                    Option(gpu.id, model_spec.id, dtype.id, 0, None, False,
-                           f"does not fit in 8x {gpu.id}: {fits[0].reason}",
-                           math.inf, None, None, None)
+                    Option(
+                        gpu.id,
+                        model_spec.id,
+                        dtype.id,
+                        0,
+                        None,
+                        False,
+                        f"does not fit in 8x {gpu.id}: {fits[0].reason}",
+                        math.inf,
+                        None,
+                        None,
+                        None,
+                    )
                 )
                 continue
             best: Option | None = None
@@ -171,24 +184,57 @@ def size_options(
                     developers=developers,
                     seat_price=seat_price,
                 )
-                if best is None or best.cost is None or (
-                    cost.monthly_always_on < best.cost.monthly_always_on
+                if (
+                    best is None
+                    or best.cost is None
+                    or (cost.monthly_always_on < best.cost.monthly_always_on)
                 ):
-                    best = Option(gpu.id, model_spec.id, dtype.id, tp, replicas, True, "",
-                                  latency, result, memory, cost)
+                    best = Option(
+                        gpu.id,
+                        model_spec.id,
+                        dtype.id,
+                        tp,
+                        replicas,
+                        True,
+                        "",
+                        latency,
+                        result,
+                        memory,
+                        cost,
+                    )
             if best is not None:
                 options.append(best)
             elif floor > slo_p99:
                 options.append(
-                    Option(gpu.id, model_spec.id, dtype.id, fitting[0].tensor_parallel, None,
-                           False, f"even idle, a request takes {floor:.2f}s > SLO",
-                           floor, None, fitting[0], None)
+                    Option(
+                        gpu.id,
+                        model_spec.id,
+                        dtype.id,
+                        fitting[0].tensor_parallel,
+                        None,
+                        False,
+                        f"even idle, a request takes {floor:.2f}s > SLO",
+                        floor,
+                        None,
+                        fitting[0],
+                        None,
+                    )
                 )
             else:
                 options.append(
-                    Option(gpu.id, model_spec.id, dtype.id, fitting[0].tensor_parallel, None,
-                           False, f"p99 above SLO even with {max_replicas} replicas",
-                           floor, None, fitting[0], None)
+                    Option(
+                        gpu.id,
+                        model_spec.id,
+                        dtype.id,
+                        fitting[0].tensor_parallel,
+                        None,
+                        False,
+                        f"p99 above SLO even with {max_replicas} replicas",
+                        floor,
+                        None,
+                        fitting[0],
+                        None,
+                    )
                 )
     scheduled = not schedule.is_always_on
 

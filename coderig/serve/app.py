@@ -10,11 +10,12 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from coderig import __version__
+from coderig.serve.auth import Authenticator, KeyStore, RateLimiter, require_key
 from coderig.serve.errors import OpenAIError, install_error_handlers
 from coderig.serve.fim import FIM_HEADER, FimTemplate
 from coderig.serve.generate import Delta, Finished, GenerationRequest, Generator
@@ -37,6 +38,8 @@ log = logging.getLogger("coderig.serve")
 
 ERROR_RESPONSES = {
     400: {"model": ErrorResponse, "description": "Invalid request"},
+    401: {"model": ErrorResponse, "description": "Missing or wrong API key"},
+    429: {"model": ErrorResponse, "description": "Rate limited or overloaded; see Retry-After"},
     404: {"model": ErrorResponse, "description": "Unknown model"},
     413: {"model": ErrorResponse, "description": "Body too large"},
     503: {"model": ErrorResponse, "description": "No replica available; retry"},
@@ -53,9 +56,17 @@ class Gateway:
     fim_template: FimTemplate | None
     pool: ReplicaPool
     metrics: GatewayMetrics = field(default_factory=GatewayMetrics)
+    auth: Authenticator | None = None
     on_replica_change: list[Callable[[Replica], None]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        if self.auth is None:
+            self.auth = Authenticator(
+                KeyStore.from_sources(self.settings.api_keys_file),
+                RateLimiter(self.settings.rate_limit_per_key)
+                if self.settings.rate_limit_per_key
+                else None,
+            )
         self.prompts = PromptBuilder(
             self.tokenizer,
             self.fim_template,
@@ -166,12 +177,16 @@ def create_app(gateway: Gateway, *, manage_lifecycle: bool = True) -> FastAPI:
         ok = any(r.state == ReplicaState.READY for r in gateway.pool.replicas)
         return JSONResponse({"ready": ok, "replicas": replicas}, status_code=200 if ok else 503)
 
-    @app.get("/metrics", tags=["ops"], response_class=Response)
+    metrics_guard = [Depends(require_key)] if gateway.settings.protect_metrics else []
+
+    @app.get("/metrics", tags=["ops"], response_class=Response, dependencies=metrics_guard)
     async def metrics() -> Response:
         """Prometheus text exposition."""
         return Response(generate_latest(gateway.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    @app.get("/v1/models", response_model=ModelList, tags=["openai"])
+    v1 = APIRouter(dependencies=[Depends(require_key)])
+
+    @v1.get("/v1/models", response_model=ModelList, tags=["openai"])
     async def models() -> dict:
         return {
             "object": "list",
@@ -187,7 +202,7 @@ def create_app(gateway: Gateway, *, manage_lifecycle: bool = True) -> FastAPI:
             ],
         }
 
-    @app.post(
+    @v1.post(
         "/v1/completions",
         tags=["openai"],
         responses={200: {"model": CompletionResponse}, **ERROR_RESPONSES},
@@ -210,7 +225,7 @@ def create_app(gateway: Gateway, *, manage_lifecycle: bool = True) -> FastAPI:
             headers,
         )
 
-    @app.post(
+    @v1.post(
         "/v1/chat/completions",
         tags=["openai"],
         responses={200: {"model": ChatCompletionResponse}, **ERROR_RESPONSES},
@@ -225,6 +240,7 @@ def create_app(gateway: Gateway, *, manage_lifecycle: bool = True) -> FastAPI:
             request, gateway, gen, ChatFormat(gateway.model_name), body.stream, include_usage, {}
         )
 
+    app.include_router(v1)
     return app
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import logging
+import os
 import socket
 import sys
 import tempfile
@@ -87,6 +88,26 @@ log = logging.getLogger("coderig.serve")
     help="Where replica logs go. Default: a new temporary directory.",
 )
 @click.option(
+    "--api-keys",
+    "api_keys_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="File of API keys, one per line ('key' or 'name:key'); re-read when it changes. "
+    "Also: CODERIG_API_KEYS=name:key,... Without keys the API is open.",
+)
+@click.option(
+    "--rate-limit-per-key",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Requests/s each key may send on average (429 with Retry-After beyond it).",
+)
+@click.option(
+    "--protect-metrics/--open-metrics",
+    default=False,
+    show_default=True,
+    help="Require an API key for /metrics too.",
+)
+@click.option(
     "--log-level",
     default="info",
     show_default=True,
@@ -118,6 +139,9 @@ def serve(**options) -> None:
             stall_timeout=parse_duration(options["stall_timeout"]),
             startup_timeout=parse_duration(options["startup_timeout"]),
             log_dir=options["log_dir"],
+            api_keys_file=options["api_keys_file"],
+            rate_limit_per_key=options["rate_limit_per_key"],
+            protect_metrics=options["protect_metrics"],
         )
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
@@ -184,7 +208,18 @@ def build_gateway(settings: ServeSettings, console: Console | None = None):
             f"  {settings.replicas} llama.cpp replica(s) x {settings.threads()} thread(s), "
             f"context {settings.max_model_len}, logs in {log_dir}"
         )
-    return Gateway(settings, resolved.name, tokenizer, fim, pool)
+    try:
+        gateway = Gateway(settings, resolved.name, tokenizer, fim, pool)
+    except ValueError as exc:  # API keys file problems
+        raise click.ClickException(str(exc)) from exc
+    if console is not None:
+        keys = gateway.auth.keys
+        console.print(
+            f"  API keys: {len(keys)} ({', '.join(keys.names())})"
+            if keys is not None
+            else "  API keys: none — the API is open to anyone who can reach it"
+        )
+    return gateway
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
@@ -256,7 +291,7 @@ def run_gateway(
             await gateway.stop()
             raise
         gateway_started = True
-        print_banner(console, gateway.model_name, host, port, settings)
+        print_banner(console, gateway.model_name, host, port, settings, gateway.auth.enabled)
         try:
             await server.serve(sockets=[sock])
         finally:
@@ -271,21 +306,26 @@ def run_gateway(
 
 
 def print_banner(
-    console: Console, model: str, host: str, port: int, settings: ServeSettings
+    console: Console, model: str, host: str, port: int, settings: ServeSettings, keys: bool
 ) -> None:
     shown = f"[{host}]" if ":" in host else host
     base = f"http://{shown}:{port}"
     body = json.dumps({"model": model, "prompt": "def fibonacci(n):", "max_tokens": 32})
     console.print(f"\n[bold green]coderig is serving[/] [cyan]{model}[/] at [bold]{base}/v1[/]")
     console.print("Try it:")
+    auth = ' -H "Authorization: Bearer $CODERIG_API_KEY"' if keys else ""
     console.print(
-        f"  curl {base}/v1/completions -H 'Content-Type: application/json' -d '{body}'",
+        f"  curl {base}/v1/completions -H 'Content-Type: application/json'{auth} -d '{body}'",
         soft_wrap=True,
         highlight=False,
         markup=False,
     )
     console.print(f"Metrics: {base}/metrics   Ready: {base}/ready   API docs: {base}/docs\n")
-    if is_public(settings.host):
+    if (
+        is_public(settings.host)
+        and settings.api_keys_file is None
+        and not os.environ.get("CODERIG_API_KEYS")
+    ):
         console.print(
             f"[yellow]warning:[/] listening on {settings.host} without API keys: anyone who can "
             "reach this port can use the model"

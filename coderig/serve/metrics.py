@@ -62,6 +62,12 @@ class GatewayMetrics:
         self.replica_up = Gauge(
             "coderig_replica_up", "1 when the replica is ready to serve.", ["replica"], registry=r
         )
+        self.key_requests = Counter(
+            "coderig_key_requests",
+            "Authenticated requests per API key name (never the key itself).",
+            ["key"],
+            registry=r,
+        )
         self.replica_restarts = Counter(
             "coderig_replica_restarts", "Times a replica was restarted.", ["replica"], registry=r
         )

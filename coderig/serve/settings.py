@@ -27,6 +27,9 @@ class ServeSettings(BaseModel):
     startup_timeout: float = Field(default=300.0, gt=0)
     health_interval: float = Field(default=2.0, gt=0)
     log_dir: Path | None = None
+    api_keys_file: Path | None = None
+    rate_limit_per_key: float | None = Field(default=None, gt=0)
+    protect_metrics: bool = False
 
     def threads(self) -> int:
         if self.threads_per_replica:
