@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import os
 import platform
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -33,7 +34,9 @@ PROMPTS = [
 ]
 
 
-def one_request(client: httpx.Client, url: str, prompt: str, max_tokens: int, stream: bool) -> float:
+def one_request(
+    client: httpx.Client, url: str, prompt: str, max_tokens: int, stream: bool
+) -> float:
     body = {"prompt": prompt, "max_tokens": max_tokens, "temperature": 0, "stream": stream}
     body["min_tokens"] = max_tokens  # same length on both paths
     started = time.perf_counter()
@@ -91,7 +94,9 @@ def ms(value: float) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--pairs", type=int, default=60)
     parser.add_argument("--max-tokens", type=int, default=16)
     parser.add_argument("--concurrency", type=int, default=4)
@@ -107,13 +112,21 @@ def main() -> None:
         replica_url = server.ready_info()["replicas"][0]["url"]
         direct_url = f"{replica_url}/v1/completions"
         gateway_url = f"{server.url}/v1/completions"
-        cpu = subprocess.run(["sh", "-c", "grep -m1 'model name' /proc/cpuinfo | cut -d: -f2"],
-                             capture_output=True, text=True).stdout.strip()
-        print(f"# gateway_overhead.py — {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC")
-        print(f"machine: {platform.machine()}, {cpu}, {len(__import__('os').sched_getaffinity(0))} cores; "
-              f"python {platform.python_version()}")
-        print(f"model: embedded SmolLM2-135M Q4_1, 1 llama.cpp replica; max_tokens={args.max_tokens} "
-              f"(forced with min_tokens), temperature 0\n")
+        cpu = subprocess.run(
+            ["sh", "-c", "grep -m1 'model name' /proc/cpuinfo | cut -d: -f2"],
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+        print(f"# gateway_overhead.py — {datetime.now(UTC):%Y-%m-%d %H:%M} UTC")
+        cores = len(os.sched_getaffinity(0))
+        print(
+            f"machine: {platform.machine()}, {cpu}, {cores} cores; "
+            f"python {platform.python_version()}"
+        )
+        print(
+            f"model: embedded SmolLM2-135M Q4_1, 1 llama.cpp replica; max_tokens={args.max_tokens} "
+            f"(forced with min_tokens), temperature 0\n"
+        )
         print("## Added latency (gateway - direct, same prompt, sequential pairs)\n")
         print("| client | pairs | direct p50 | gateway p50 | added p50 | added p99 | added mean |")
         print("|---|---|---|---|---|---|---|")
@@ -121,17 +134,26 @@ def main() -> None:
             direct, gateway, added = latency_pairs(
                 direct_url, gateway_url, args.pairs, args.max_tokens, stream
             )
+            mode = "stream" if stream else "non-stream"
             print(
-                f"| {'stream' if stream else 'non-stream'} | {args.pairs} | {ms(statistics.median(direct))} "
+                f"| {mode} | {args.pairs} | {ms(statistics.median(direct))} "
                 f"| {ms(statistics.median(gateway))} | {ms(statistics.median(added))} "
                 f"| {ms(percentile(added, 99))} | {ms(statistics.mean(added))} |"
             )
-        print(f"\n## Throughput ({args.concurrency} concurrent clients, {args.block} requests per block, "
-              f"{args.blocks} blocks per side, alternating)\n")
+        print(
+            f"\n## Throughput ({args.concurrency} concurrent clients, {args.block} requests "
+            f"per block, {args.blocks} blocks per side, alternating)\n"
+        )
         direct_rates, gateway_rates = [], []
         for block in range(args.blocks):
-            direct_rates.append(throughput(direct_url, args.block, args.concurrency, args.max_tokens, block * 100))
-            gateway_rates.append(throughput(gateway_url, args.block, args.concurrency, args.max_tokens, block * 100 + 50))
+            direct_rates.append(
+                throughput(direct_url, args.block, args.concurrency, args.max_tokens, block * 100)
+            )
+            gateway_rates.append(
+                throughput(
+                    gateway_url, args.block, args.concurrency, args.max_tokens, block * 100 + 50
+                )
+            )
         d, g = statistics.mean(direct_rates), statistics.mean(gateway_rates)
         print("| path | req/s per block | mean req/s |")
         print("|---|---|---|")

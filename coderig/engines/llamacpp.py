@@ -47,4 +47,10 @@ class LlamaCppEngine:
             "--disable_ping_events", "true",
             "--verbose", "false",
         ]  # fmt: skip
-        return Launch(argv=argv, env={"OMP_NUM_THREADS": str(self.threads)})
+        # Not /v1/models: llama_cpp.server takes the model lock there, so it would not answer
+        # while a long generation runs and the pool would kill a healthy, busy replica.
+        return Launch(
+            argv=argv,
+            env={"OMP_NUM_THREADS": str(self.threads)},
+            health_path="/coderig/stats",
+        )

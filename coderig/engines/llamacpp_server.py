@@ -32,6 +32,41 @@ from fastapi import Request
 _END = object()
 
 
+class ReplicaStats:
+    """Counters the gateway and tests read from ``GET /coderig/stats``."""
+
+    def __init__(self) -> None:
+        self.requests = 0
+        self.tokens_generated = 0  # streamed chunks; one per token except held-back stop text
+        self.prompt_tokens = 0
+        self.cached_prompt_tokens = 0
+        self.cancelled = 0
+        self.busy = False
+
+    def as_dict(self) -> dict:
+        return dict(vars(self))
+
+
+STATS = ReplicaStats()
+
+
+def prompt_cache_usage(llama, prompt: object) -> dict | None:
+    """Prompt tokens, and how many of them llama.cpp will reuse from its KV cache.
+
+    llama-cpp-python reuses the longest common prefix of the new prompt with the tokens already
+    evaluated (all but the prompt's last token, which it always re-evaluates for logits).
+    """
+    if not isinstance(prompt, str) or not prompt:
+        return None
+    tokens = llama.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)
+    if llama._model.add_bos_token() and llama.token_bos() >= 0:
+        tokens = [llama.token_bos(), *tokens]
+    cached = 0
+    if llama.n_tokens > 0:
+        cached = llama.longest_token_prefix(llama._input_ids.tolist(), tokens[:-1])
+    return {"prompt_tokens": len(tokens), "prompt_tokens_details": {"cached_tokens": cached}}
+
+
 class Prefetcher:
     """Drive a blocking token iterator in its own thread, ahead of the async consumer."""
 
@@ -93,9 +128,21 @@ async def get_event_publisher(
     async with contextlib.asynccontextmanager(server_app.get_llama_proxy)() as llama_proxy:
         llama = server_app.prepare_request_resources(body, llama_proxy, body_model, kwargs)
         async with inner_send_chan:
+            usage = prompt_cache_usage(llama, kwargs.get("prompt"))
+            if usage is not None:
+                STATS.prompt_tokens += usage["prompt_tokens"]
+                STATS.cached_prompt_tokens += usage["prompt_tokens_details"]["cached_tokens"]
+            STATS.requests += 1
+            STATS.busy = True
             producer = Prefetcher(lambda: llama_call(llama, **kwargs))
+            finished = False
             try:
                 async for chunk in producer:
+                    choices = chunk.get("choices") or [{}]
+                    if choices[0].get("text") or choices[0].get("delta", {}).get("content"):
+                        STATS.tokens_generated += 1
+                    if choices[0].get("finish_reason") and usage is not None:
+                        chunk["usage"] = usage  # prompt + cached counts for the gateway
                     await inner_send_chan.send(dict(data=json.dumps(chunk)))
                     if await request.is_disconnected():
                         raise anyio.get_cancelled_exc_class()()
@@ -103,8 +150,12 @@ async def get_event_publisher(
                         await inner_send_chan.send(dict(data="[DONE]"))
                         raise anyio.get_cancelled_exc_class()()
                 await inner_send_chan.send(dict(data="[DONE]"))
+                finished = True
             finally:
                 await producer.stop()
+                STATS.busy = False
+                if not finished:
+                    STATS.cancelled += 1
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -121,6 +172,11 @@ def main(argv: list[str] | None = None) -> None:
     model_settings = [parse_model_from_args(ModelSettings, args)]
     server_app.get_event_publisher = get_event_publisher
     app = server_app.create_app(server_settings=server_settings, model_settings=model_settings)
+
+    @app.get("/coderig/stats", include_in_schema=False)
+    async def stats() -> dict:
+        return STATS.as_dict()
+
     uvicorn.run(
         app,
         host=server_settings.host,

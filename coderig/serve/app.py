@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -18,11 +19,12 @@ from coderig import __version__
 from coderig.serve.auth import Authenticator, KeyStore, RateLimiter, require_key
 from coderig.serve.errors import OpenAIError, install_error_handlers
 from coderig.serve.fim import FIM_HEADER, FimTemplate
-from coderig.serve.generate import Delta, Finished, GenerationRequest, Generator
+from coderig.serve.generate import Admission, Delta, Finished, GenerationRequest, Generator
 from coderig.serve.limits import BodySizeLimit
 from coderig.serve.metrics import GatewayMetrics
 from coderig.serve.pool import Replica, ReplicaPool, ReplicaState
 from coderig.serve.prompts import PromptBuilder, RenderedPrompt
+from coderig.serve.routing import Router
 from coderig.serve.schemas import (
     ChatCompletionRequest,
     ChatCompletionResponse,
@@ -35,6 +37,9 @@ from coderig.serve.settings import ServeSettings
 from coderig.serve.tokenizer import Tokenizer
 
 log = logging.getLogger("coderig.serve")
+
+# Requests with the same session id (or OpenAI ``user``) stick to one replica (prefix routing).
+SESSION_HEADER = "X-Coderig-Session"
 
 ERROR_RESPONSES = {
     400: {"model": ErrorResponse, "description": "Invalid request"},
@@ -78,6 +83,8 @@ class Gateway:
             self.metrics,
             lambda text: len(self.tokenizer.encode(text, special=False)),
             stall_timeout=self.settings.stall_timeout,
+            router=Router(self.pool, self.settings.routing),
+            admission=Admission(self.settings.max_queue, self.settings.max_queue_wait),
         )
         self.created = int(time.time())
         self._watch_replicas()
@@ -122,7 +129,13 @@ class Gateway:
         return sampling
 
     def generation_request(
-        self, route: str, body, rendered: RenderedPrompt, requested_max: int | None, default_max
+        self,
+        route: str,
+        body,
+        rendered: RenderedPrompt,
+        requested_max: int | None,
+        default_max,
+        session: str | None = None,
     ) -> GenerationRequest:
         max_tokens = self.prompts.max_tokens(requested_max, rendered.tokens, default_max)
         sampling = self.sampling(body)
@@ -138,6 +151,7 @@ class Gateway:
             sampling=sampling,
             stop=stop,
             user=body.user,
+            session=session or body.user,
         )
 
 
@@ -211,7 +225,12 @@ def create_app(gateway: Gateway, *, manage_lifecycle: bool = True) -> FastAPI:
         gateway.check_model(body.model)
         rendered = gateway.prompts.completion(body.prompt, body.suffix)  # type: ignore[arg-type]
         gen = gateway.generation_request(
-            "completions", body, rendered, body.max_tokens, gateway.settings.default_max_tokens
+            "completions",
+            body,
+            rendered,
+            body.max_tokens,
+            gateway.settings.default_max_tokens,
+            session=request.headers.get(SESSION_HEADER),
         )
         headers = {FIM_HEADER: rendered.fim} if rendered.fim else {}
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
@@ -234,7 +253,9 @@ def create_app(gateway: Gateway, *, manage_lifecycle: bool = True) -> FastAPI:
         gateway.check_model(body.model)
         rendered = gateway.prompts.chat(body.messages)
         requested = body.max_completion_tokens or body.max_tokens
-        gen = gateway.generation_request("chat", body, rendered, requested, None)
+        gen = gateway.generation_request(
+            "chat", body, rendered, requested, None, session=request.headers.get(SESSION_HEADER)
+        )
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         return await respond(
             request, gateway, gen, ChatFormat(gateway.model_name), body.stream, include_usage, {}
@@ -340,9 +361,22 @@ async def respond(
     if not stream:
         return await _whole_response(request, events, gen, fmt, metrics, headers)
     # Pull the first event before answering, so a request that cannot start gets a real
-    # status code (503, 400...) instead of a 200 stream carrying an error.
+    # status code (503, 429...) instead of a 200 stream carrying an error; meanwhile watch the
+    # client, so one that leaves while queued frees its place at once.
+    first_event = asyncio.ensure_future(anext(events))
+    watcher = asyncio.ensure_future(_client_gone(request))
     try:
-        first = await anext(events)
+        await asyncio.wait({first_event, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watcher.cancel()
+    if not first_event.done():
+        first_event.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await first_event
+        metrics.requests.labels(gen.route, "499").inc()
+        return Response(status_code=499)
+    try:
+        first = first_event.result()
     except OpenAIError as exc:
         metrics.requests.labels(gen.route, str(exc.status)).inc()
         raise
@@ -372,6 +406,8 @@ async def _whole_response(request, events, gen, fmt, metrics, headers) -> Respon
     if not task.done():
         # The client hung up: stop generating (closing the upstream stream stops the engine).
         task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
         metrics.requests.labels(gen.route, "499").inc()
         return Response(status_code=499)
     try:

@@ -88,6 +88,28 @@ log = logging.getLogger("coderig.serve")
     help="Where replica logs go. Default: a new temporary directory.",
 )
 @click.option(
+    "--routing",
+    type=click.Choice(["prefix", "least-busy"]),
+    default="prefix",
+    show_default=True,
+    help="prefix: send a request to the replica that holds its prompt prefix (or its user's "
+    "session) unless that replica is busier than the others; least-busy: fewest in flight.",
+)
+@click.option(
+    "--max-queue",
+    type=click.IntRange(0),
+    default=32,
+    show_default=True,
+    help="Requests that may wait for each replica; more are refused with 429.",
+)
+@click.option(
+    "--max-queue-wait",
+    default="1s",
+    show_default=True,
+    help="Refuse (429 + Retry-After) a request that would wait longer than this for a "
+    "replica, estimated from recent service times; 'off' to queue up to --max-queue.",
+)
+@click.option(
     "--api-keys",
     "api_keys_file",
     type=click.Path(path_type=Path, dir_okay=False),
@@ -140,6 +162,11 @@ def serve(**options) -> None:
             startup_timeout=parse_duration(options["startup_timeout"]),
             log_dir=options["log_dir"],
             api_keys_file=options["api_keys_file"],
+            routing=options["routing"],
+            max_queue=options["max_queue"],
+            max_queue_wait=None
+            if options["max_queue_wait"] in ("off", "none")
+            else parse_duration(options["max_queue_wait"]),
             rate_limit_per_key=options["rate_limit_per_key"],
             protect_metrics=options["protect_metrics"],
         )

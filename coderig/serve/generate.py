@@ -9,6 +9,8 @@ replica died or none is ready (retry), 502 when the engine rejected what we sent
 
 from __future__ import annotations
 
+import asyncio
+import math
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -19,6 +21,7 @@ import httpx
 from coderig.serve.errors import OpenAIError
 from coderig.serve.metrics import GatewayMetrics
 from coderig.serve.pool import NoReplicaAvailable, Replica, ReplicaLost, ReplicaPool
+from coderig.serve.routing import RouteDecision, Router
 from coderig.serve.upstream import UpstreamFailure, UpstreamRejected, stream_completion
 
 
@@ -31,6 +34,10 @@ class GenerationRequest:
     sampling: dict
     stop: list[str] = field(default_factory=list)
     user: str | None = None
+    session: str | None = None
+    # Why the consumer stopped early, if it does: "client" (disconnect) or a post-processing
+    # rule ("stop_rule", "time_budget"); labels the cancellation metrics.
+    cancel_reason: str = "client"
     received: float = field(default_factory=time.monotonic)
     id: str = field(default_factory=lambda: uuid.uuid4().hex[:24])
     created: int = field(default_factory=lambda: int(time.time()))
@@ -58,6 +65,23 @@ class Finished:
 Event = Delta | Finished
 
 
+@dataclass
+class Admission:
+    """Shed load instead of queueing: a request that would wait longer than ``max_queue_wait``
+    seconds for a slot (estimated from the replica's recent service times), or find
+    ``max_queue`` requests already waiting, is answered at once with 429 and Retry-After."""
+
+    max_queue: int = 32
+    max_queue_wait: float | None = 1.0
+
+    def admits(self, replica: Replica) -> bool:
+        if replica.queued >= self.max_queue:
+            return False
+        if self.max_queue_wait is None:
+            return True
+        return replica.estimated_wait() <= self.max_queue_wait
+
+
 class Generator:
     """Shared by every route: the pool, the replica HTTP client, the tokenizer, the metrics."""
 
@@ -68,11 +92,15 @@ class Generator:
         count_tokens,
         *,
         stall_timeout: float = 120.0,
+        router: Router | None = None,
+        admission: Admission | None = None,
     ) -> None:
         self.pool = pool
         self.metrics = metrics
         self.count_tokens = count_tokens
         self.stall_timeout = stall_timeout
+        self.router = router or Router(pool, "least-busy")
+        self.admission = admission or Admission()
         self.client = httpx.AsyncClient(
             limits=httpx.Limits(max_connections=1024, max_keepalive_connections=256),
         )
@@ -81,15 +109,46 @@ class Generator:
         await self.client.aclose()
 
     def choose_replica(self, request: GenerationRequest) -> Replica:
+        """Route, then admit or shed: never queue a request that would wait too long."""
         try:
-            return self.pool.least_busy()
+            decision = self.router.choose(request.prompt, request.session)
         except NoReplicaAvailable as exc:
+            self.metrics.shed.labels("no_replica").inc()
             raise OpenAIError(
                 503,
                 "no model replica is ready (starting or restarting); retry shortly",
                 code="no_replica_available",
                 headers={"Retry-After": "1"},
             ) from exc
+        if not self.admission.admits(decision.replica):
+            fallback = [r for r in self.pool.ready() if self.admission.admits(r)]
+            if not fallback:
+                raise self._shed()
+            best = min(fallback, key=lambda r: (r.estimated_wait(), r.in_flight, r.index))
+            decision = RouteDecision(best, "least-busy")
+        self.metrics.routed.labels(decision.reason).inc()
+        self.router.record(decision, request.prompt, request.session)
+        return decision.replica
+
+    def _shed(self) -> OpenAIError:
+        ready = self.pool.ready()
+        full = all(r.queued >= self.admission.max_queue for r in ready)
+        reason = "queue_full" if full else "queue_wait"
+        self.metrics.shed.labels(reason).inc()
+        waits = [r.estimated_wait() for r in ready]
+        limit = self.admission.max_queue_wait or 0.0
+        retry = max(1, math.ceil(min(waits, default=1.0) - limit))
+        detail = (
+            f"all {len(ready)} replica queues are full"
+            if full
+            else f"every replica would make this request wait more than {limit:g}s"
+        )
+        return OpenAIError(
+            429,
+            f"server overloaded: {detail}; retry after {retry}s",
+            code="server_overloaded",
+            headers={"Retry-After": str(retry)},
+        )
 
     def upstream_payload(self, request: GenerationRequest) -> dict:
         payload = {
@@ -111,9 +170,11 @@ class Generator:
         text_parts: list[str] = []
         finish_reason = "stop"
         upstream_usage: dict | None = None
+        slot_started = time.monotonic()
         try:
             async with self.pool.lease(replica):
-                self.metrics.queue_wait.observe(time.monotonic() - request.received)
+                slot_started = time.monotonic()
+                self.metrics.queue_wait.observe(slot_started - request.received)
                 async for chunk in stream_completion(
                     self.client, replica.url, payload, stall_timeout=self.stall_timeout
                 ):
@@ -154,6 +215,19 @@ class Generator:
             raise OpenAIError(
                 status, f"the engine rejected the request: {exc.message}", code="engine_error"
             ) from exc
+        except (GeneratorExit, asyncio.CancelledError):
+            # The consumer stopped early: the client left, or a post-processing rule ended it.
+            # Leaving the lease and the upstream stream stops the engine within a token.
+            self.metrics.cancelled.labels(request.route, request.cancel_reason).inc()
+            self.metrics.tokens_saved.labels(request.cancel_reason).inc(
+                max(0, request.max_tokens - pieces)
+            )
+            raise
+
+        replica.record_service_time(time.monotonic() - slot_started)
+        cached = ((upstream_usage or {}).get("prompt_tokens_details") or {}).get("cached_tokens")
+        if cached:
+            self.metrics.prompt_cached_tokens.inc(cached)
 
         completion_tokens = self._completion_tokens(
             upstream_usage, finish_reason, request.max_tokens, "".join(text_parts), pieces

@@ -3,7 +3,10 @@ several gateways in one process do not collide)."""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
+
+# The *_created series double every counter's output and no dashboard uses them.
+disable_created_metrics()
 
 # Code completion lives between 50 ms and a few seconds; past 30 s nobody is waiting.
 LATENCY_BUCKETS = (
@@ -66,6 +69,36 @@ class GatewayMetrics:
             "coderig_key_requests",
             "Authenticated requests per API key name (never the key itself).",
             ["key"],
+            registry=r,
+        )
+        self.shed = Counter(
+            "coderig_shed_requests",
+            "Requests refused at once by admission control (429) or for want of a replica (503).",
+            ["reason"],
+            registry=r,
+        )
+        self.routed = Counter(
+            "coderig_routed_requests",
+            "Routing decisions: prefix (cached prompt), session (sticky user), least-busy.",
+            ["reason"],
+            registry=r,
+        )
+        self.cancelled = Counter(
+            "coderig_cancelled_requests",
+            "Generations stopped early, by why: client (disconnected) or a server-side rule.",
+            ["route", "reason"],
+            registry=r,
+        )
+        self.tokens_saved = Counter(
+            "coderig_cancelled_tokens_saved",
+            "max_tokens minus tokens generated, for generations stopped early: an upper bound "
+            "on the decode work not done.",
+            ["reason"],
+            registry=r,
+        )
+        self.prompt_cached_tokens = Counter(
+            "coderig_prompt_cached_tokens",
+            "Prompt tokens the engine reused from its cache instead of prefilling.",
             registry=r,
         )
         self.replica_restarts = Counter(

@@ -110,6 +110,31 @@ class Replica:
     def in_flight(self) -> int:
         return self.queued + self.active
 
+    def record_service_time(self, seconds: float) -> None:
+        """A request that ran to completion held a slot this long (feeds the wait estimate)."""
+        self.service_times.append(seconds)
+
+    def typical_service_time(self) -> float | None:
+        """Median slot time of recent completed requests; None until there are some."""
+        if not self.service_times:
+            return None
+        ordered = sorted(self.service_times)
+        return ordered[len(ordered) // 2]
+
+    def estimated_wait(self) -> float:
+        """Seconds a request arriving now would wait for a slot on this replica.
+
+        Zero while a slot is free; otherwise the queue ahead of it times the typical service
+        time, plus half a service for the requests running now (on average half done).
+        """
+        slots = self.engine.slots
+        if self.active < slots:
+            return 0.0
+        service = self.typical_service_time()
+        if service is None:
+            return 0.0
+        return (self.queued + 0.5) * service / slots
+
     def snapshot(self) -> dict:
         return {
             "name": self.name,
@@ -378,13 +403,11 @@ class ReplicaPool:
         finally:
             replica.queued -= 1
         replica.active += 1
-        started = time.monotonic()
         try:
             yield replica
         finally:
             replica.active -= 1
             replica.slots.release()
-            replica.service_times.append(time.monotonic() - started)
 
 
 async def _acquire_unless(semaphore: asyncio.Semaphore, lost: asyncio.Event) -> None:

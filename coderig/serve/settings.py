@@ -27,6 +27,9 @@ class ServeSettings(BaseModel):
     startup_timeout: float = Field(default=300.0, gt=0)
     health_interval: float = Field(default=2.0, gt=0)
     log_dir: Path | None = None
+    routing: str = Field(default="prefix", pattern="^(prefix|least-busy)$")
+    max_queue: int = Field(default=32, ge=0)
+    max_queue_wait: float | None = Field(default=1.0, ge=0)
     api_keys_file: Path | None = None
     rate_limit_per_key: float | None = Field(default=None, gt=0)
     protect_metrics: bool = False

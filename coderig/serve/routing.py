@@ -1,0 +1,129 @@
+"""Which replica serves a request: least busy, or the one that already holds its prompt.
+
+A developer's consecutive completions share almost all of their prompt (the file grows by a
+few characters per keystroke). An engine that kept the previous prompt's KV cache (llama.cpp
+keeps its last sequence; vLLM and llama-server keep many prefixes) only prefills the new tail,
+so sending the request back to that replica saves most of the prefill — but only if that
+replica is not much busier than the others, or the saving is lost waiting in its queue.
+
+``prefix`` routing keeps, per replica, hashes of recent prompts' prefixes at fixed character
+block boundaries (a flat version of the radix-tree routers in SGLang and vLLM's production
+stack). A new request goes to the replica holding its longest cached prefix, if that prefix is
+long enough to matter and that replica's load is within a bounded imbalance of the least busy
+one; a ``user`` field or ``X-Coderig-Session`` header gives stickiness even before the prompt
+says anything. Otherwise: least busy.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from coderig.serve.pool import NoReplicaAvailable, Replica, ReplicaPool
+
+BLOCK_CHARS = 64
+
+
+@dataclass
+class RouteDecision:
+    replica: Replica
+    reason: str  # "prefix", "session", "least-busy"
+    matched_chars: int = 0
+
+
+def prefix_hashes(prompt: str, block: int = BLOCK_CHARS) -> list[bytes]:
+    """Hashes of the prompt's prefixes ending at each full block boundary, shortest first."""
+    hashes: list[bytes] = []
+    digest = hashlib.blake2b(digest_size=12)
+    for end in range(block, len(prompt) + 1, block):
+        digest.update(prompt[end - block : end].encode("utf-8", errors="surrogatepass"))
+        hashes.append(digest.copy().digest())
+    return hashes
+
+
+class _LRU:
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.items: OrderedDict = OrderedDict()
+
+    def get(self, key):
+        value = self.items.get(key)
+        if value is not None:
+            self.items.move_to_end(key)
+        return value
+
+    def put(self, key, value) -> None:
+        self.items[key] = value
+        self.items.move_to_end(key)
+        while len(self.items) > self.capacity:
+            self.items.popitem(last=False)
+
+
+class Router:
+    """Routing policy for one pool: ``least-busy`` or ``prefix``."""
+
+    def __init__(
+        self,
+        pool: ReplicaPool,
+        policy: str = "prefix",
+        *,
+        min_match_chars: int = 256,
+        max_imbalance: int = 2,
+        capacity: int = 50_000,
+    ) -> None:
+        if policy not in ("least-busy", "prefix"):
+            raise ValueError(f"unknown routing policy {policy!r}: use least-busy or prefix")
+        self.pool = pool
+        self.policy = policy
+        self.min_match_chars = min_match_chars
+        self.max_imbalance = max_imbalance
+        self._prefixes = _LRU(capacity)  # prefix hash -> replica index
+        self._sessions = _LRU(capacity // 10)  # session key -> replica index
+        self._turn = -1
+
+    def choose(self, prompt: str, session: str | None = None) -> RouteDecision:
+        ready = self.pool.ready()
+        if not ready:
+            raise NoReplicaAvailable("no replica is ready")
+        least = self._least_busy(ready)
+        if self.policy == "least-busy" or len(ready) == 1:
+            return RouteDecision(least, "least-busy")
+        by_index = {r.index: r for r in ready}
+        hashes = prefix_hashes(prompt)
+        for position in range(len(hashes) - 1, -1, -1):
+            index = self._prefixes.get(hashes[position])
+            if index is None:
+                continue
+            matched = (position + 1) * BLOCK_CHARS
+            candidate = by_index.get(index)
+            if candidate is not None and matched >= self.min_match_chars:
+                if self._balanced(candidate, least):
+                    return RouteDecision(candidate, "prefix", matched)
+            break
+        if session:
+            index = self._sessions.get(session)
+            candidate = by_index.get(index) if index is not None else None
+            if candidate is not None and self._balanced(candidate, least):
+                return RouteDecision(candidate, "session")
+        return RouteDecision(least, "least-busy")
+
+    def _least_busy(self, ready: list[Replica]) -> Replica:
+        """Fewest in flight; ties go round-robin, so an idle pool still spreads the work."""
+        fewest = min(r.in_flight for r in ready)
+        tied = [r for r in ready if r.in_flight == fewest]
+        self._turn = (self._turn + 1) % len(self.pool.replicas)
+        return min(tied, key=lambda r: (r.index - self._turn) % len(self.pool.replicas))
+
+    def _balanced(self, candidate: Replica, least: Replica) -> bool:
+        return candidate.in_flight <= least.in_flight + self.max_imbalance
+
+    def record(self, decision: RouteDecision, prompt: str, session: str | None) -> None:
+        """Remember that this replica now holds this prompt (called once it is admitted)."""
+        if self.policy != "prefix":
+            return
+        index = decision.replica.index
+        for digest in prefix_hashes(prompt):
+            self._prefixes.put(digest, index)
+        if session:
+            self._sessions.put(session, index)
