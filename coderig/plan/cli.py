@@ -8,9 +8,9 @@ import sys
 from pathlib import Path
 
 import click
-from rich.console import Console
 from rich.table import Table
 
+from coderig.console import make_console
 from coderig.plan.calibrate import (
     LooRow,
     Run,
@@ -238,7 +238,7 @@ def _plan(
     calibrate_files,
     as_json,
 ) -> None:
-    console = Console(stderr=as_json)
+    console = make_console(stderr=as_json)
     try:
         traffic = traffic_for(
             developers=developers,
@@ -559,7 +559,7 @@ def predict_cmd(
         click.echo(json.dumps(data, indent=2, default=_json_default))
         return
     r = prediction.result
-    console = Console()
+    console = make_console()
     console.print(
         f"{replicas}x {gpu_spec.id} ({dtype_spec.id}, TP={tensor_parallel}) serving "
         f"{model_spec.id}: {rate:g} req/s {arrival} for {duration:g} s, "
@@ -644,7 +644,7 @@ def fit_cmd(model, gpus, dtypes, max_model_len, gpu_memory_utilization, catalog_
             )
         )
         return
-    console = Console()
+    console = make_console()
     console.print(
         f"{model_spec.id}: {model_spec.params / 1e9:.2f} B parameters, KV cache "
         f"{model_spec.kv_bytes_per_token(catalog.kv_bytes_per_element) / 1024:.0f} KiB/token; "
@@ -718,7 +718,7 @@ def calibrate_cmd(results, gpu, model, dtype, replicas, catalog_files, as_json):
             )
         )
         return
-    console = Console()
+    console = make_console()
     table = Table(title="Fitted factors (all runs)", title_justify="left")
     table.add_column("factor")
     table.add_column("value", justify="right")
@@ -765,7 +765,7 @@ def catalog_cmd(catalog_files, as_json):
             )
         )
         return
-    console = Console()
+    console = make_console()
     gpus = Table(title="GPUs", title_justify="left")
     for column in ("id", "memory GiB", "GB/s", "bf16 TFLOPS", "fp8 TFLOPS", "$/hour", "source"):
         gpus.add_column(
