@@ -177,7 +177,11 @@ def create_app(gateway: Gateway, *, manage_lifecycle: bool = True) -> FastAPI:
     )
     app.state.gateway = gateway
     install_error_handlers(app)
-    app.add_middleware(BodySizeLimit, max_bytes=gateway.settings.max_body_bytes)
+    app.add_middleware(
+        BodySizeLimit,
+        max_bytes=gateway.settings.max_body_bytes,
+        read_timeout=gateway.settings.body_read_timeout,
+    )
 
     @app.get("/health", tags=["ops"])
     async def health() -> dict:

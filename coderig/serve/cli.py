@@ -88,6 +88,31 @@ log = logging.getLogger("coderig.serve")
     help="Where replica logs go. Default: a new temporary directory.",
 )
 @click.option(
+    "--max-header-size",
+    default="64KiB",
+    show_default=True,
+    help="Largest request line + headers (431 beyond).",
+)
+@click.option(
+    "--header-timeout",
+    default="10s",
+    show_default=True,
+    help="Time a client has to send a request's head (slowloris guard; 408 beyond).",
+)
+@click.option(
+    "--body-timeout",
+    default="30s",
+    show_default=True,
+    help="Time a client has to send a request's body (408 beyond).",
+)
+@click.option(
+    "--max-connections",
+    type=click.IntRange(1),
+    default=None,
+    help="Concurrent connections before new ones get 503 (default: no limit but file "
+    "descriptors; idle keep-alive connections close after 30s).",
+)
+@click.option(
     "--routing",
     type=click.Choice(["prefix", "least-busy"]),
     default="prefix",
@@ -163,6 +188,10 @@ def serve(**options) -> None:
             log_dir=options["log_dir"],
             api_keys_file=options["api_keys_file"],
             routing=options["routing"],
+            max_head_bytes=parse_size(options["max_header_size"]),
+            head_timeout=parse_duration(options["header_timeout"]),
+            body_read_timeout=parse_duration(options["body_timeout"]),
+            max_connections=options["max_connections"],
             max_queue=options["max_queue"],
             max_queue_wait=None
             if options["max_queue_wait"] in ("off", "none")
@@ -262,6 +291,17 @@ def bind_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
+def raise_fd_limit() -> None:
+    """Let idle keep-alive connections use descriptors up to the hard limit, not the soft one."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY:
+        hard = 1 << 20
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
 def is_public(host: str) -> bool:
     if host in ("localhost", ""):
         return False
@@ -281,6 +321,7 @@ def run_gateway(
 
     from coderig.serve.app import create_app
     from coderig.serve.pool import ReplicaStartError
+    from coderig.serve.protocol import guarded_protocol
 
     sock = bind_socket(settings.host, settings.port)
     host, port = sock.getsockname()[:2]
@@ -300,8 +341,15 @@ def run_gateway(
     gateway_started = False
     gateway.on_replica_change.append(on_change)
     app = create_app(gateway, manage_lifecycle=False)
+    raise_fd_limit()
     config = uvicorn.Config(
-        app, log_level=log_level, access_log=access_log, timeout_keep_alive=30, lifespan="on"
+        app,
+        log_level=log_level,
+        access_log=access_log,
+        timeout_keep_alive=30,
+        lifespan="on",
+        http=guarded_protocol(settings.max_head_bytes, settings.head_timeout),
+        limit_concurrency=settings.max_connections,
     )
     server = uvicorn.Server(config)
 

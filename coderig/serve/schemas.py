@@ -16,7 +16,37 @@ MAX_STOP_SEQUENCES = 16
 
 
 class _Request(BaseModel):
-    model_config = ConfigDict(strict=True, extra="ignore")
+    model_config = ConfigDict(strict=True, extra="ignore", allow_inf_nan=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _valid_unicode(cls, data: Any) -> Any:
+        # JSON may escape a lone surrogate ("\ud800"): Python decodes it, but it is not text
+        # and would fail later in the tokenizer, so refuse it here with a 400.
+        where = _surrogate_path(data, "")
+        if where is not None:
+            raise ValueError(f"{where or 'body'} contains an unpaired UTF-16 surrogate")
+        return data
+
+
+def _surrogate_path(value: Any, path: str) -> str | None:
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return path
+        return None
+    if isinstance(value, dict):
+        items = value.items()
+    elif isinstance(value, list):
+        items = enumerate(value)
+    else:
+        return None
+    for key, item in items:
+        found = _surrogate_path(item, f"{path}.{key}" if path else str(key))
+        if found is not None:
+            return found
+    return None
 
 
 class StreamOptions(_Request):
@@ -38,7 +68,7 @@ class SamplingFields(_Request):
     stop: str | list[str] | None = Field(default=None, description="Up to 16 stop sequences.")
     stream: bool = False
     stream_options: StreamOptions | None = None
-    seed: int | None = None
+    seed: int | None = Field(default=None, ge=-(2**63), le=2**64 - 1)
     n: int = Field(default=1, description="Only 1 is supported.")
     user: str | None = Field(default=None, max_length=256)
     min_tokens: int | None = Field(default=None, ge=0, description="vLLM extension.")
