@@ -22,6 +22,7 @@ from coderig.serve.fim import FIM_HEADER, FimTemplate
 from coderig.serve.generate import Admission, Delta, Finished, GenerationRequest, Generator
 from coderig.serve.limits import BodySizeLimit
 from coderig.serve.metrics import GatewayMetrics
+from coderig.serve.openapi import install_openapi
 from coderig.serve.pool import Replica, ReplicaPool, ReplicaState
 from coderig.serve.prompts import PromptBuilder, RenderedPrompt
 from coderig.serve.routing import Router
@@ -177,6 +178,11 @@ def create_app(gateway: Gateway, *, manage_lifecycle: bool = True) -> FastAPI:
     )
     app.state.gateway = gateway
     install_error_handlers(app)
+    install_openapi(
+        app,
+        max_tokens_limit=gateway.settings.max_tokens_limit,
+        fim=gateway.fim_template is not None,
+    )
     app.add_middleware(
         BodySizeLimit,
         max_bytes=gateway.settings.max_body_bytes,
@@ -257,6 +263,9 @@ def create_app(gateway: Gateway, *, manage_lifecycle: bool = True) -> FastAPI:
         gateway.check_model(body.model)
         rendered = gateway.prompts.chat(body.messages)
         requested = body.max_completion_tokens or body.max_tokens
+        if body.max_completion_tokens and body.max_tokens:
+            # Both given: the newer field wins, but neither may break the server's limit.
+            gateway.prompts.max_tokens(body.max_tokens, 0, None)
         gen = gateway.generation_request(
             "chat", body, rendered, requested, None, session=request.headers.get(SESSION_HEADER)
         )

