@@ -168,6 +168,11 @@ class Catalog:
     def kv_bytes_per_element(self) -> float:
         return float(self.kv_cache.get("bytes_per_element", 2))
 
+    @property
+    def block_size(self) -> int:
+        """vLLM's KV-cache block size: the prefix cache hits whole blocks only."""
+        return int(self.engine.get("block_size", 16))
+
 
 def _lookup(table: dict, key: str, what: str):
     key_norm = key.strip().lower()
