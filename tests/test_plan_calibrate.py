@@ -19,9 +19,9 @@ LOO_MAX_ERROR_PCT = 22.0
 LOO_MEAN_ERROR_PCT = 7.0
 LOO_P50_MAX_ERROR_PCT = 7.0
 # Validation runs (A100, 0.5B-32B, bf16 and int4; never fitted on), measured: bf16 7B/14B
-# -9 %, 0.5B/1.5B -21/-29 %, int4 -29 to -31 %.
-VALIDATION_MAX_ERROR_PCT = 33.0
-VALIDATION_BF16_7B_14B_MAX_ERROR_PCT = 12.0
+# -9 %, int4 7B/14B/32B -9/-6/+3 %, 0.5B/1.5B -21/-29 % (vLLM 0.6.3's V0 per-step overhead).
+VALIDATION_MAX_ERROR_PCT = 32.0
+VALIDATION_7B_TO_32B_MAX_ERROR_PCT = 12.0
 
 
 @pytest.fixture(scope="module")
@@ -99,9 +99,9 @@ def test_validation_runs_are_predicted_out_of_sample(catalog, calibration, capsy
     for row in rows:
         print(f"{row.run:22s} {row.measured:.3f} {row.predicted:.3f} {row.error_pct:+.1f}%")
         assert abs(row.error_pct) < VALIDATION_MAX_ERROR_PCT, row.run
-    for run_id in ("a100-7b-single", "a100-14b-single", "a100-7b-single-6k"):
-        row = next(r for r in rows if r.run == run_id)
-        assert abs(row.error_pct) < VALIDATION_BF16_7B_14B_MAX_ERROR_PCT, run_id
+    for row in rows:
+        if not row.run.startswith(("a100-0.5b", "a100-1.5b")):
+            assert abs(row.error_pct) < VALIDATION_7B_TO_32B_MAX_ERROR_PCT, row.run
 
 
 def test_prefix_caching_explains_the_flat_rise_from_1_to_8_rps(catalog, calibration):
