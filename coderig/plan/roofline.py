@@ -126,6 +126,21 @@ class StepModel:
         comm = self.comm_fixed_s + self.comm_per_token_s * tokens if self.tp > 1 else 0.0
         return gemm + attention + comm + self.fixed_s + self.per_seq_s * seqs
 
+    def decode_constants(self) -> tuple[float, float, float, float, float]:
+        """Constants of a decode-only step, for the simulator's fast path.
+
+        With ``b`` decodes attending ``pairs`` tokens in total, :meth:`step_time` reduces to
+        ``max(per_decode * b, weights) + per_pair * pairs + per_seq * b + fixed``.
+        """
+        per_decode = (self.flops_per_token + self.flops_per_logit) / self.gemm_flops_per_s
+        weights = self.weight_bytes / self.bytes_per_s
+        per_pair = max(
+            self.flops_per_pair / self.attn_flops_per_s, self.kv_bytes_per_token / self.bytes_per_s
+        )
+        per_seq = self.per_seq_s + (self.comm_per_token_s if self.tp > 1 else 0.0)
+        fixed = self.fixed_s + (self.comm_fixed_s if self.tp > 1 else 0.0)
+        return per_decode, weights, per_pair, per_seq, fixed
+
     # Convenience for tests and the zero-load floor ---------------------------------------------
     def prefill_time(
         self, prompt_tokens: int, max_batched_tokens: int | None = None, cached: int = 0

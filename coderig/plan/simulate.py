@@ -213,59 +213,74 @@ def simulate(
     max_waiting = 0
     aborted = False
 
+    per_decode, weights_s, per_pair, per_seq_s, fixed_s = step_model.decode_constants()
+
     def run_step(rep: _Replica) -> None:
-        budget = rep.budget - rep.batch
-        tokens = rep.batch
-        pairs = rep.batch * rep.step + rep.base_sum  # decodes attend their whole context
-        kv_read = pairs
-        logits = rep.batch
-        emitted = rep.batch  # every running decode produces a token this step
-        seqs = rep.batch + len(rep.prefilling)
-        chunks: list[tuple[list[int], int]] = []
-        for item in rep.prefilling:
-            if budget <= 0:
-                break
-            c = min(prompt - item[1], budget)
-            chunks.append((item, c))
-            budget -= c
-        while (
-            rep.waiting
-            and budget > 0
-            and rep.batch + len(rep.prefilling) < rep.max_seqs
-            and rep.reserved + need <= rep.kv_capacity
-        ):
-            cached = cached_cold if rep.admitted == 0 else cached_warm
-            rep.admitted += 1
-            item = [rep.waiting.popleft(), cached]
-            rep.prefilling.append(item)
-            rep.reserved += need
-            seqs += 1
-            c = min(prompt - cached, budget)
-            chunks.append((item, c))
-            budget -= c
+        batch = rep.batch
         finishing: list[list[int]] = []
-        for item, c in chunks:
-            done = item[1]
-            tokens += c
-            pairs += c * (done + (c + 1) / 2)
-            kv_read += done + c
-            item[1] = done + c
-            if item[1] >= prompt:
-                logits += 1
-                finishing.append(item)
-        dt = step_time(tokens, logits, pairs, kv_read, seqs)
-        rep.batch_area += rep.batch * dt
+        if not rep.prefilling and not rep.waiting:
+            # Decode-only step (most steps): step_time() folded into its constants.
+            pairs = batch * rep.step + rep.base_sum
+            gemm = per_decode * batch
+            dt = (
+                (gemm if gemm > weights_s else weights_s)
+                + per_pair * pairs
+                + per_seq_s * batch
+                + fixed_s
+            )
+            emitted = batch
+        else:
+            budget = rep.budget - batch
+            tokens = batch
+            pairs = batch * rep.step + rep.base_sum  # decodes attend their whole context
+            kv_read = pairs
+            logits = batch
+            seqs = batch + len(rep.prefilling)
+            chunks: list[tuple[list[int], int]] = []
+            for item in rep.prefilling:
+                if budget <= 0:
+                    break
+                c = min(prompt - item[1], budget)
+                chunks.append((item, c))
+                budget -= c
+            while (
+                rep.waiting
+                and budget > 0
+                and rep.batch + len(rep.prefilling) < rep.max_seqs
+                and rep.reserved + need <= rep.kv_capacity
+            ):
+                cached = cached_cold if rep.admitted == 0 else cached_warm
+                rep.admitted += 1
+                item = [rep.waiting.popleft(), cached]
+                rep.prefilling.append(item)
+                rep.reserved += need
+                seqs += 1
+                c = min(prompt - cached, budget)
+                chunks.append((item, c))
+                budget -= c
+            for item, c in chunks:
+                done = item[1]
+                tokens += c
+                pairs += c * (done + (c + 1) / 2)
+                kv_read += done + c
+                item[1] = done + c
+                if item[1] >= prompt:
+                    logits += 1
+                    finishing.append(item)
+            dt = step_time(tokens, logits, pairs, kv_read, seqs)
+            emitted = batch + len(finishing)  # every decode, and every prompt just finished
+        rep.batch_area += batch * dt
         rep.busy_time += dt
-        rep.now += dt
-        rep.step += 1
-        k = rep.step
-        t = rep.now
-        emitted += len(finishing)
+        t = rep.now + dt
+        rep.now = t
+        k = rep.step + 1
+        rep.step = k
         if per_token_fe > 0.0 and emitted:
             work = per_token_fe * emitted
             rep.frontend_busy += work
-            rep.frontend_free = max(t, rep.frontend_free) + work
-            delivered = rep.frontend_free
+            free = rep.frontend_free
+            delivered = (t if t > free else free) + work
+            rep.frontend_free = delivered
         else:
             delivered = t
         heap = rep.heap
@@ -291,9 +306,9 @@ def simulate(
                 rep.base_sum += base
 
     def advance(rep: _Replica, until: float) -> None:
-        while rep.has_work() and rep.now <= until:
+        while rep.now <= until and (rep.batch or rep.prefilling or rep.waiting):
             run_step(rep)
-        if not rep.has_work() and rep.now < until:
+        if rep.now < until and not (rep.batch or rep.prefilling or rep.waiting):
             rep.now = until
 
     rr = 0
