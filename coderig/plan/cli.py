@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import click
+from rich.markup import escape
 from rich.table import Table
 
 from coderig.console import make_console
@@ -371,7 +372,7 @@ def _plan(
         f"schedule: {schedule.describe()}"
     )
     console.print(_options_table(options, schedule, developers, model_spec.id))
-    console.print(f"[bold green]{recommendation}[/bold green]")
+    console.print(f"[bold green]{escape(recommendation)}[/bold green]")
     console.print(_loo_table(loo, "Calibration: leave-one-run-out error"))
     console.print(_loo_summary(loo))
     if plot_paths:
