@@ -11,8 +11,12 @@ Per step, as vLLM V1 with chunked prefill does (and vidur's Sarathi/vLLM replica
 2. prompts already being prefilled continue, first come first served, within what is left;
 3. waiting requests are admitted in arrival order while budget, ``max_num_seqs`` and KV-cache
    space last (a request reserves ``prompt + output`` tokens of KV, so nothing is preempted);
+   the part of its prompt found in the prefix cache (``Workload.prefix_cache_hit`` or
+   ``identical_prompts``) is not computed, only attended;
 4. the step takes :meth:`StepModel.step_time` of the resulting mix; a prompt whose last chunk
-   ran produces its first token at the end of the step.
+   ran produces its first token at the end of the step;
+5. the API-server process then handles the step's tokens (``frontend_s_per_token`` each), one
+   step after the other, and a token reaches its client when that is done.
 
 Requests arrive at a constant rate or as a seeded Poisson process for a finite ``duration``
 (as a ``coderig bench`` attack does) and are routed to the replica with the fewest outstanding
