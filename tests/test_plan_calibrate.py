@@ -1,13 +1,27 @@
 import pytest
 
-from coderig.plan.calibrate import fit_factors, leave_one_out, load_calibration, predict_run
+from coderig.plan.calibrate import (
+    fit_factors,
+    fit_runs,
+    leave_one_out,
+    load_calibration,
+    measurement_sigma,
+    predict_run,
+    validate,
+)
 from coderig.plan.catalog import load_catalog
 
-# Documented bound (BENCHMARKS.md, "coderig plan"): with only three published runs, holding
-# out the 32 req/s run leaves nothing that pins the cost of prefill chunks at high batch, so
-# that run's p50 is the worst prediction (~40 %). Every other held-out error is under 5 %.
-LOO_MAX_ERROR_PCT = 45.0
-LOO_MEAN_ERROR_PCT = 15.0
+# Documented bounds (BENCHMARKS.md, "coderig plan"). Leave-one-run-out, measured: 1 req/s p50
+# -5.7 %, 8 req/s p50/p99 +0.6 %, 32 req/s p50 -2.0 %, 32 req/s p99 -20.7 % (that p99 is the
+# second-slowest of 160 requests; nothing with a published magnitude reproduces it, see
+# calibration.toml); mean |error| 5.9 %.
+LOO_MAX_ERROR_PCT = 22.0
+LOO_MEAN_ERROR_PCT = 7.0
+LOO_P50_MAX_ERROR_PCT = 7.0
+# Validation runs (A100, 0.5B-32B, bf16 and int4; never fitted on), measured: bf16 7B/14B
+# -9 %, int4 7B/14B/32B -9/-6/+3 %, 0.5B/1.5B -21/-29 % (vLLM 0.6.3's V0 per-step overhead).
+VALIDATION_MAX_ERROR_PCT = 32.0
+VALIDATION_7B_TO_32B_MAX_ERROR_PCT = 12.0
 
 
 @pytest.fixture(scope="module")
@@ -21,10 +35,23 @@ def calibration():
 
 
 def test_published_runs_are_shipped_with_their_source(calibration):
-    assert len(calibration.runs) == 3
-    for run in calibration.runs:
+    fitted = fit_runs(calibration.runs)
+    assert len(fitted) == 3
+    for run in fitted:
         assert run.source.startswith("published run: vLLM, Qwen2.5-Coder-7B bf16, H100 SXM")
-    assert {r.rate for r in calibration.runs} == {1.0, 8.0, 32.0}
+        assert run.identical_prompts  # vegeta -body: one request body repeated
+    assert {r.rate for r in fitted} == {1.0, 8.0, 32.0}
+    validation = [r for r in calibration.runs if not r.use_for_fit]
+    assert len(validation) >= 5
+    for run in validation:
+        assert run.source.startswith("Qwen2.5 Speed Benchmark")
+        assert run.gpu != "h100-sxm"
+
+
+def test_a_p99_set_by_two_requests_weighs_less_than_a_median():
+    assert measurement_sigma("latency_p50", 160) == pytest.approx(0.03)
+    assert measurement_sigma("latency_p99", 160) == pytest.approx(0.03 * (10 / 1.6) ** 0.5)
+    assert measurement_sigma("ttft_p90", 1000) == pytest.approx(0.03)
 
 
 def test_shipped_factors_are_the_fit_of_the_shipped_runs(catalog, calibration):
@@ -36,16 +63,19 @@ def test_shipped_factors_are_the_fit_of_the_shipped_runs(catalog, calibration):
 def test_shipped_factors_are_physical(calibration):
     f = calibration.factors
     assert 0.5 <= f.bandwidth_efficiency <= 0.95
-    assert 0.3 <= f.compute_efficiency <= 1.0
+    assert 0.5 <= f.compute_efficiency <= 0.9  # vidur's measured GEMMs: 0.64-0.78
     assert 0.1 <= f.step_overhead_ms <= 5
     assert f.request_overhead_ms < 100
+    assert 5 <= f.frontend_us_per_token <= 100  # one V1 API server streams >= 12.8k tok/s
 
 
 def test_in_sample_error_is_small(catalog, calibration):
-    for run in calibration.runs:
+    # In sample, measured: p50s -1.2 %, +0.2 %, +2.9 %; 8 req/s p99 +0.2 %; 32 req/s p99 -16.6 %.
+    for run in fit_runs(calibration.runs):
         predicted = predict_run(catalog, calibration.factors, run)
         for metric, measured in run.measured.items():
-            assert abs(predicted[metric] / measured - 1) < 0.15, (run.id, metric)
+            bound = 0.2 if metric == "latency_p99" and run.rate == 32 else 0.05
+            assert abs(predicted[metric] / measured - 1) < bound, (run.id, metric)
 
 
 def test_leave_one_out_error_is_printed_and_bounded(catalog, calibration, capsys):
@@ -60,13 +90,42 @@ def test_leave_one_out_error_is_printed_and_bounded(catalog, calibration, capsys
     errors = [abs(row.error_pct) for row in rows]
     assert max(errors) < LOO_MAX_ERROR_PCT
     assert sum(errors) / len(errors) < LOO_MEAN_ERROR_PCT
+    assert max(abs(r.error_pct) for r in rows if r.metric == "latency_p50") < LOO_P50_MAX_ERROR_PCT
+
+
+def test_validation_runs_are_predicted_out_of_sample(catalog, calibration, capsys):
+    rows = validate(catalog, calibration.factors, calibration.runs)
+    assert len(rows) == len([r for r in calibration.runs if not r.use_for_fit])
+    for row in rows:
+        print(f"{row.run:22s} {row.measured:.3f} {row.predicted:.3f} {row.error_pct:+.1f}%")
+        assert abs(row.error_pct) < VALIDATION_MAX_ERROR_PCT, row.run
+    for row in rows:
+        if not row.run.startswith(("a100-0.5b", "a100-1.5b")):
+            assert abs(row.error_pct) < VALIDATION_7B_TO_32B_MAX_ERROR_PCT, row.run
+
+
+def test_prefix_caching_explains_the_flat_rise_from_1_to_8_rps(catalog, calibration):
+    """Distinct 700-token prompts would make 8 req/s ~100 ms slower than 1 req/s."""
+    from dataclasses import replace
+
+    one, eight = fit_runs(calibration.runs)[:2]
+    f = calibration.factors
+    cached = (
+        predict_run(catalog, f, eight)["latency_p50"] - predict_run(catalog, f, one)["latency_p50"]
+    )
+    distinct = (
+        predict_run(catalog, f, replace(eight, identical_prompts=False))["latency_p50"]
+        - predict_run(catalog, f, replace(one, identical_prompts=False))["latency_p50"]
+    )
+    assert 0.02 < cached < 0.06  # measured: +0.033 s
+    assert distinct > 0.06
 
 
 def test_fit_moves_towards_the_data(catalog, calibration):
     """A run twice as slow as the model predicts must pull the fit towards slower factors."""
     from dataclasses import replace
 
-    run = calibration.runs[0]
+    run = fit_runs(calibration.runs)[0]
     slow = replace(run, measured={"latency_p50": 2 * run.measured["latency_p50"]})
     fitted = fit_factors(catalog, [slow], calibration.priors)
     assert predict_run(catalog, fitted, slow)["latency_p50"] > 1.5

@@ -97,6 +97,33 @@ def test_plan_human_output(tmp_path):
     assert "Recommendation" in out and "leave-one-run-out" in out
 
 
+def test_plan_human_output_keeps_the_quantisation_caveat(tmp_path):
+    out = run(
+        "--developers",
+        "100",
+        "--gpus",
+        "h100-sxm",
+        "--dtypes",
+        "fp8",
+        "--duration",
+        "10s",
+        "--no-plot",
+    )
+    assert "[fp8 is quantised: check completion quality]" in " ".join(out.split())
+
+
+def test_prefix_cache_hit_option_reaches_the_simulation():
+    args = ["predict", "--gpu", "h100-sxm", "--rate", "32", "--json"]
+    distinct = json.loads(run(*args))
+    cached = json.loads(run(*args, "--prefix-cache-hit", "1"))
+    same = json.loads(run(*args, "--identical-prompts"))
+    assert cached["workload_prefix_cache_hit"] == 1.0 and same["workload_identical_prompts"]
+    assert cached["latency_p50"] < distinct["latency_p50"] - 0.1
+    assert same["latency_p50"] < distinct["latency_p50"] - 0.1
+    result = CliRunner().invoke(main, ["plan", *args, "--prefix-cache-hit", "1.5"])
+    assert result.exit_code != 0 and "between 0 and 1" in result.output
+
+
 def test_fit_and_catalog_commands():
     data = json.loads(
         run(

@@ -92,5 +92,30 @@ def test_calibrate_command_refits_with_bench_results(tmp_path):
     result = CliRunner().invoke(plan, ["calibrate", str(path), "--json"])
     assert result.exit_code == 0, result.output
     data = json.loads(result.output)
-    assert len(data["runs"]) == 4
+    assert len([r for r in data["runs"] if r["use_for_fit"]]) == 4
     assert {row["run"] for row in data["leave_one_out"]} >= {"h100.jsonl", "h100-7b-32rps"}
+    assert data["validation"] and "validation error" in data["validation_summary"]
+
+
+def test_prefix_caching_is_read_from_the_header_and_tags(tmp_path):
+    generated = run_from_bench(write_bench(tmp_path / "gen.jsonl"))
+    assert not generated.identical_prompts and generated.prefix_cache_hit == 0.0
+    path = write_bench(tmp_path / "body.jsonl")
+    lines = path.read_text().splitlines()
+    header = json.loads(lines[0])
+    header["workload"] = "body"  # coderig bench attack --body req.json: one body repeated
+    header["prompt_tokens"], header["max_tokens"] = 700, 128
+    path.write_text("\n".join([json.dumps(header), *lines[1:]]) + "\n")
+    assert run_from_bench(path).identical_prompts
+    assert not run_from_bench(path, {"identical_prompts": False}).identical_prompts
+    tagged = write_bench(
+        tmp_path / "hit.jsonl",
+        tags={"gpu": "h100-sxm", "model": "qwen2.5-coder-7b", "prefix_cache_hit": "0.6"},
+    )
+    assert run_from_bench(tagged).prefix_cache_hit == 0.6
+    bad = write_bench(
+        tmp_path / "bad.jsonl",
+        tags={"gpu": "h100-sxm", "model": "qwen2.5-coder-7b", "prefix_cache_hit": "2"},
+    )
+    with pytest.raises(ValueError, match="prefix_cache_hit"):
+        run_from_bench(bad)

@@ -29,8 +29,13 @@ def test_a_lone_request_takes_one_prefill_plus_every_decode_step(catalog, factor
     prefill = step.prefill_time(700, budget)
     decode = sum(step.decode_time(700 + g) for g in range(1, 128))
     overhead = step.request_overhead_s
-    assert result.ttft_p50 == pytest.approx(prefill + overhead, rel=1e-9)
-    assert result.latency_p50 == pytest.approx(prefill + decode + overhead, rel=1e-9)
+    # each step's token then passes the API-server process, which is never behind here
+    api = step.frontend_s_per_token
+    assert result.ttft_p50 == pytest.approx(prefill + api + overhead, rel=1e-9)
+    assert result.latency_p50 == pytest.approx(prefill + decode + api + overhead, rel=1e-9)
+    assert (result.ttft_p50, result.latency_p50) == pytest.approx(
+        step.unloaded_latency(700, 128, budget), rel=1e-9
+    )
 
 
 def test_long_prompts_are_chunked_by_the_token_budget():
@@ -43,7 +48,9 @@ def test_long_prompts_are_chunked_by_the_token_budget():
         Workload(rate=0.1, duration=10, prompt_tokens=5000, output_tokens=1),
         max_batched_tokens=2048,
     )
-    assert one.ttft_p50 == pytest.approx(step.prefill_time(5000, 2048) + step.request_overhead_s)
+    assert one.ttft_p50 == pytest.approx(
+        step.prefill_time(5000, 2048) + step.frontend_s_per_token + step.request_overhead_s
+    )
     assert step.prefill_time(5000, 2048) > step.prefill_time(5000)  # 3 steps' fixed costs
 
 
@@ -108,3 +115,51 @@ def test_tensor_parallel_speeds_up_decode_of_a_big_model(catalog, factors):
         catalog, factors, Deployment("h100-sxm", "qwen2.5-coder-32b", tensor_parallel=2)
     )
     assert 1.3 < one.decode_time(1000) / two.decode_time(1000) < 2.0
+
+
+def test_prefix_cache_hits_skip_prefill_of_whole_blocks(catalog, factors):
+    from coderig.plan.simulate import cached_prompt_tokens
+
+    assert cached_prompt_tokens(700, 1.0) == 688  # 43 whole blocks; the last 12 are computed
+    assert cached_prompt_tokens(704, 1.0) == 688  # the last token is always recomputed
+    assert cached_prompt_tokens(700, 0.5) == 336
+    assert cached_prompt_tokens(700, 0.0) == 0
+    with pytest.raises(ValueError, match="prefix_cache_hit"):
+        Workload(rate=1, duration=1, prefix_cache_hit=1.5)
+    dep = h100_7b(catalog, factors)
+    cold = predict(catalog, factors, dep, Workload(rate=0.1, duration=10)).result
+    warm = predict(
+        catalog, factors, dep, Workload(rate=0.1, duration=10, prefix_cache_hit=1.0)
+    ).result
+    assert warm.ttft_p50 < cold.ttft_p50 - 0.005
+    # one body repeated: the first request prefills everything, the others only 12 tokens
+    same = predict(
+        catalog, factors, dep, Workload(rate=0.1, duration=30, identical_prompts=True)
+    ).result  # three requests: cold, warm, warm
+    assert same.ttft_p50 == pytest.approx(warm.ttft_p50, rel=1e-6)
+    gap = cold.ttft_p50 - warm.ttft_p50
+    assert same.ttft_p99 == pytest.approx(warm.ttft_p50 + 0.98 * gap, rel=1e-6)
+    # at 32 req/s distinct prompts cost far more than one cached body
+    distinct = predict(catalog, factors, dep, Workload(rate=32, duration=5)).result
+    cached = predict(
+        catalog, factors, dep, Workload(rate=32, duration=5, identical_prompts=True)
+    ).result
+    assert distinct.latency_p50 > cached.latency_p50 + 0.05
+
+
+def test_a_slow_api_server_is_a_queue_in_series(catalog, factors):
+    """Above its token rate the API server falls behind for as long as the load lasts."""
+    from dataclasses import replace
+
+    dep = h100_7b(catalog, factors)
+    w = Workload(rate=32, duration=5, identical_prompts=True)
+    base = predict(catalog, factors, dep, w).result
+    assert base.frontend_utilization < 0.5
+    slow = replace(factors, frontend_us_per_token=400.0)  # 2,500 tokens/s < 4,096 offered
+    jammed = predict(catalog, slow, dep, w).result
+    assert jammed.frontend_utilization > 1.5
+    assert jammed.latency_p99 > base.latency_p99 + 1.0
+    assert jammed.latency_p99 / jammed.latency_p50 > 1.3  # later requests wait longer
+    # a GPU-independent ceiling: a faster GPU does not help
+    b200 = predict(catalog, slow, Deployment("b200", "qwen2.5-coder-7b"), w).result
+    assert b200.latency_p99 > base.latency_p99 + 1.0

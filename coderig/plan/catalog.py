@@ -66,6 +66,9 @@ class DType:
     bytes_per_param: float
     compute: str = "bf16"
     source: str = ""
+    #: Fraction of the bf16 kernels' memory-bandwidth efficiency that this dtype's weight-only
+    #: GEMM kernels reach when streaming weights (dequantising 4-bit weights costs some).
+    kernel_efficiency: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -137,8 +140,10 @@ class Model:
 
     def weight_bytes_read_per_step(self, dtype: DType) -> float:
         """Bytes streamed from memory by one forward pass: blocks + lm_head (the embedding
-        lookup touches only a few rows)."""
-        return self.block_params * dtype.bytes_per_param + self.lm_head_params * 2.0
+        lookup touches only a few rows), the blocks' counted at bf16-kernel efficiency (a
+        dtype whose kernels stream weights less efficiently counts as more bytes)."""
+        blocks = self.block_params * dtype.bytes_per_param / dtype.kernel_efficiency
+        return blocks + self.lm_head_params * 2.0
 
     def kv_bytes_per_token(self, bytes_per_element: float = 2.0) -> float:
         """K and V, for every layer and KV head, of one token."""
@@ -167,6 +172,11 @@ class Catalog:
     @property
     def kv_bytes_per_element(self) -> float:
         return float(self.kv_cache.get("bytes_per_element", 2))
+
+    @property
+    def block_size(self) -> int:
+        """vLLM's KV-cache block size: the prefix cache hits whole blocks only."""
+        return int(self.engine.get("block_size", 16))
 
 
 def _lookup(table: dict, key: str, what: str):

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import click
+from rich.markup import escape
 from rich.table import Table
 
 from coderig.console import make_console
@@ -18,6 +19,7 @@ from coderig.plan.calibrate import (
     leave_one_out,
     load_calibration,
     predict_run,
+    validate,
 )
 from coderig.plan.catalog import Catalog, load_catalog
 from coderig.plan.cost import monthly_cost
@@ -36,6 +38,20 @@ DEFAULT_MODEL = "qwen2.5-coder-7b"
 
 def _csv(value: str | None) -> list[str]:
     return [item.strip().lower() for item in (value or "").split(",") if item.strip()]
+
+
+PREFIX_CACHE_HELP = (
+    "Fraction of each prompt vLLM serves from its prefix cache instead of prefilling it "
+    "(0-1, rounded down to whole KV blocks). 0 (default) plans for distinct prompts, the "
+    "conservative case; completions of one developer share most of their prompt with the "
+    "previous one, so a prefix-aware router can reach far more."
+)
+
+
+def _fraction(_ctx, _param, value):
+    if value is not None and not 0.0 <= value <= 1.0:
+        raise click.BadParameter("must be between 0 and 1")
+    return value
 
 
 def _duration(_ctx, _param, value):
@@ -67,13 +83,14 @@ def _calibration(
         except (OSError, ValueError) as exc:
             raise click.ClickException(str(exc)) from None
         factors = fit_factors(catalog, runs, cal.priors, start=cal.factors)
-    loo = leave_one_out(catalog, runs, cal.priors) if with_loo and len(runs) > 1 else []
+    fitted = [run for run in runs if run.use_for_fit]
+    loo = leave_one_out(catalog, runs, cal.priors) if with_loo and len(fitted) > 1 else []
     return factors, runs, loo
 
 
 def _loo_table(rows: list[LooRow], title: str) -> Table:
     table = Table(title=title, title_justify="left")
-    for column in ("run (held out)", "metric", "measured s", "predicted s", "error"):
+    for column in ("run", "metric", "measured s", "predicted s", "error"):
         left = column.startswith(("run", "metric"))
         table.add_column(column, justify="left" if left else "right")
     for row in rows:
@@ -150,6 +167,14 @@ def _fmt_money(value: float | None) -> str:
 @click.option("--prompt-tokens", type=int, default=700, show_default=True)
 @click.option("--output-tokens", type=int, default=128, show_default=True)
 @click.option(
+    "--prefix-cache-hit",
+    type=float,
+    default=0.0,
+    show_default=True,
+    callback=_fraction,
+    help=PREFIX_CACHE_HELP,
+)
+@click.option(
     "--duration",
     default="60s",
     show_default=True,
@@ -222,6 +247,7 @@ def _plan(
     dtypes,
     prompt_tokens,
     output_tokens,
+    prefix_cache_hit,
     duration,
     arrival,
     seed,
@@ -268,6 +294,7 @@ def _plan(
         output_tokens=output_tokens,
         arrival=arrival,
         seed=seed,
+        prefix_cache_hit=prefix_cache_hit,
     )
     options = size_options(
         catalog,
@@ -308,6 +335,7 @@ def _plan(
             "workload": {
                 "prompt_tokens": prompt_tokens,
                 "output_tokens": output_tokens,
+                "prefix_cache_hit": prefix_cache_hit,
                 "duration": duration,
                 "arrival": arrival,
                 "rate": traffic.peak_rate,
@@ -318,6 +346,7 @@ def _plan(
             "recommendation": recommendation,
             "calibration_loo": [r.to_dict() for r in loo],
             "calibration_summary": _loo_summary(loo),
+            "calibration_validation": [r.to_dict() for r in validate(catalog, factors, runs)],
             "plot": [str(p) for p in plot_paths] if plot_paths else None,
             "catalog_files": list(catalog.files),
         }
@@ -338,11 +367,12 @@ def _plan(
     )
     console.print(
         f"  simulated: {traffic.peak_rate} req/s {arrival} for {duration:g} s, "
-        f"{prompt_tokens}-token prompts, {output_tokens} output tokens; SLO p99 ≤ {slo:g} s; "
+        f"{prompt_tokens}-token prompts ({prefix_cache_hit:.0%} from the prefix cache), "
+        f"{output_tokens} output tokens; SLO p99 ≤ {slo:g} s; "
         f"schedule: {schedule.describe()}"
     )
     console.print(_options_table(options, schedule, developers, model_spec.id))
-    console.print(f"[bold green]{recommendation}[/bold green]")
+    console.print(f"[bold green]{escape(recommendation)}[/bold green]")
     console.print(_loo_table(loo, "Calibration: leave-one-run-out error"))
     console.print(_loo_summary(loo))
     if plot_paths:
@@ -497,6 +527,20 @@ def _write_plot(
 )
 @click.option("--prompt-tokens", type=int, default=700, show_default=True)
 @click.option("--output-tokens", type=int, default=128, show_default=True)
+@click.option(
+    "--prefix-cache-hit",
+    type=float,
+    default=0.0,
+    show_default=True,
+    callback=_fraction,
+    help=PREFIX_CACHE_HELP,
+)
+@click.option(
+    "--identical-prompts",
+    is_flag=True,
+    help="Every request sends the same body (vegeta -body, ab -p): only the first one "
+    "prefills, the rest hit the prefix cache. Use it to compare with such load tests.",
+)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option(
     "--router",
@@ -518,6 +562,8 @@ def predict_cmd(
     arrival,
     prompt_tokens,
     output_tokens,
+    prefix_cache_hit,
+    identical_prompts,
     seed,
     router,
     catalog_files,
@@ -548,6 +594,8 @@ def predict_cmd(
         output_tokens=output_tokens,
         arrival=arrival,
         seed=seed,
+        prefix_cache_hit=prefix_cache_hit,
+        identical_prompts=identical_prompts,
     )
     try:
         prediction = predict(catalog, factors, deployment, workload, router=router)
@@ -564,6 +612,13 @@ def predict_cmd(
         f"{replicas}x {gpu_spec.id} ({dtype_spec.id}, TP={tensor_parallel}) serving "
         f"{model_spec.id}: {rate:g} req/s {arrival} for {duration:g} s, "
         f"{prompt_tokens} in / {output_tokens} out"
+        + (
+            ", one body repeated (prefix cache)"
+            if identical_prompts
+            else f", {prefix_cache_hit:.0%} of each prompt from the prefix cache"
+            if prefix_cache_hit
+            else ""
+        )
     )
     table = Table()
     for column in ("", "p50 s", "p90 s", "p99 s"):
@@ -572,7 +627,8 @@ def predict_cmd(
     table.add_row("TTFT", f"{r.ttft_p50:.3f}", f"{r.ttft_p90:.3f}", f"{r.ttft_p99:.3f}")
     console.print(table)
     console.print(
-        f"requests {r.requests}, mean running batch {r.mean_batch:.1f}, max waiting {r.max_waiting}"
+        f"requests {r.requests}, mean running batch {r.mean_batch:.1f}, max waiting "
+        f"{r.max_waiting}, API-server load {r.frontend_utilization:.0%}"
     )
 
 
@@ -689,20 +745,55 @@ def fit_cmd(model, gpus, dtypes, max_model_len, gpu_memory_utilization, catalog_
 @click.option("--model", help="Model id for results files without a model tag.")
 @click.option("--dtype", help="dtype for results files without a dtype tag.")
 @click.option("--replicas", type=int, help="Replica count for files without a replicas tag.")
+@click.option(
+    "--prefix-cache-hit",
+    type=float,
+    default=None,
+    callback=_fraction,
+    help="Prefix-cache hit fraction for results files without a prefix_cache_hit tag "
+    "(default 0: distinct prompts).",
+)
+@click.option(
+    "--identical-prompts/--distinct-prompts",
+    default=None,
+    help="Whether the results files repeated one request body (default: from the file: "
+    "a 'body' workload is one body repeated).",
+)
 @click.option("--catalog", "catalog_files", multiple=True)
 @click.option("--json", "as_json", is_flag=True)
-def calibrate_cmd(results, gpu, model, dtype, replicas, catalog_files, as_json):
+def calibrate_cmd(
+    results,
+    gpu,
+    model,
+    dtype,
+    replicas,
+    prefix_cache_hit,
+    identical_prompts,
+    catalog_files,
+    as_json,
+):
     """Fit the latency model's factors and print its leave-one-out error per measurement.
 
     RESULTS are optional coderig bench results files, added to the shipped published runs.
+    Published validation runs (other GPUs and model sizes, never fitted on) are predicted
+    with the fitted factors and shown as out-of-sample error.
     """
     catalog = _load(catalog_files)
-    overrides = {"gpu": gpu, "model": model, "dtype": dtype, "replicas": replicas}
+    overrides = {
+        "gpu": gpu,
+        "model": model,
+        "dtype": dtype,
+        "replicas": replicas,
+        "prefix_cache_hit": prefix_cache_hit,
+        "identical_prompts": identical_prompts,
+    }
     factors, runs, loo = _calibration(catalog, tuple(results), overrides)
     if not results:
         cal = load_calibration()
         factors = fit_factors(catalog, runs, cal.priors, start=cal.factors)
-    in_sample = [(run, predict_run(catalog, factors, run)) for run in runs]
+    fitted = [run for run in runs if run.use_for_fit]
+    in_sample = [(run, predict_run(catalog, factors, run)) for run in fitted]
+    validation = validate(catalog, factors, runs)
     if as_json:
         click.echo(
             json.dumps(
@@ -712,6 +803,8 @@ def calibrate_cmd(results, gpu, model, dtype, replicas, catalog_files, as_json):
                     "in_sample": [{"run": r.id, **p} for r, p in in_sample],
                     "leave_one_out": [row.to_dict() for row in loo],
                     "summary": _loo_summary(loo),
+                    "validation": [row.to_dict() for row in validation],
+                    "validation_summary": _validation_summary(validation),
                 },
                 indent=2,
                 default=_json_default,
@@ -719,7 +812,7 @@ def calibrate_cmd(results, gpu, model, dtype, replicas, catalog_files, as_json):
         )
         return
     console = make_console()
-    table = Table(title="Fitted factors (all runs)", title_justify="left")
+    table = Table(title="Fitted factors (all fit runs)", title_justify="left")
     table.add_column("factor")
     table.add_column("value", justify="right")
     for name, value in factors.to_dict().items():
@@ -732,6 +825,21 @@ def calibrate_cmd(results, gpu, model, dtype, replicas, catalog_files, as_json):
             f"  in-sample {run.id}: "
             + ", ".join(f"{m} {run.measured[m]:.3f} → {predicted[m]:.3f}" for m in run.measured)
         )
+    if validation:
+        console.print(
+            _loo_table(validation, "Validation (never fitted on): other GPUs, model sizes, dtypes")
+        )
+        console.print(_validation_summary(validation))
+
+
+def _validation_summary(rows: list[LooRow]) -> str:
+    if not rows:
+        return "validation: no validation runs"
+    errors = [abs(r.error_pct) for r in rows]
+    return (
+        f"validation error (out of sample, {len(rows)} measurements): "
+        f"mean |error| {sum(errors) / len(errors):.1f}%, max {max(errors):.1f}%"
+    )
 
 
 # ---------------------------------------------------------------------------------------------

@@ -8,6 +8,13 @@ as ``gpu=h100-sxm model=qwen2.5-coder-7b replicas=1``), then one line per reques
 This reader is written to that contract on its own, so the planner does not depend on the
 bench's module: the header is the line with ``tags``/``rate``/``version`` and no ``status``.
 Latency is ``end - sent`` (as a vegeta-style tester measures it), TTFT ``first_token - sent``.
+
+Prefix caching: a run that repeated one request body (the bench header says ``"workload":
+"body"``, as ``coderig bench attack --body req.json`` or vegeta's ``-body`` do) is marked
+``identical_prompts``: vLLM prefills its prompt once and serves every later request's prompt
+from the prefix cache, which makes it much faster than distinct prompts would be. Generated
+workloads are distinct prompts (hit rate 0). Tags ``prefix_cache_hit=0.6`` or
+``identical_prompts=true`` (or the calibrate command's flags) say otherwise.
 """
 
 from __future__ import annotations
@@ -121,6 +128,10 @@ def run_from_bench(path: str | Path, overrides: Mapping[str, Any] | None = None)
         "latency_p90": float(np.percentile(latencies, 90)),
         "latency_p99": float(np.percentile(latencies, 99)),
     }
+    identical = _truthy(tag("identical_prompts", header.get("workload") == "body"))
+    hit = _num(tag("prefix_cache_hit", 0.0))
+    if hit is None or not 0.0 <= hit <= 1.0:
+        raise ValueError(f"{path}: prefix_cache_hit must be a number in [0, 1]")
     if ttfts and header.get("stream", True):
         measured.update(
             ttft_p50=float(np.percentile(ttfts, 50)),
@@ -141,7 +152,15 @@ def run_from_bench(path: str | Path, overrides: Mapping[str, Any] | None = None)
         output_tokens=int(round(output)),
         measured=measured,
         source=f"coderig bench results {path} ({len(latencies)} ok of {len(results)})",
+        prefix_cache_hit=float(hit),
+        identical_prompts=identical,
     )
+
+
+def _truthy(value: Any) -> bool:
+    if isinstance(value, str):
+        return value.strip().lower() in ("1", "true", "yes", "on")
+    return bool(value)
 
 
 def load_measured_runs(paths: list[str], overrides: Mapping[str, Any] | None = None) -> list[Run]:

@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass
 from coderig.plan.catalog import Catalog
 from coderig.plan.memory import Fit, engine_limits, fit
 from coderig.plan.roofline import Factors, StepModel
-from coderig.plan.simulate import SimResult, Workload, simulate
+from coderig.plan.simulate import SimResult, Workload, cached_prompt_tokens, simulate
 
 __all__ = ["Deployment", "Prediction", "predict", "step_model_for", "unloaded_latency"]
 
@@ -86,13 +86,20 @@ def predict(
         kv_capacity_tokens=memory.kv_tokens,
         router=router,
         abort_after=abort_after,
+        block_size=catalog.block_size,
     )
     return Prediction(deployment, workload, result, memory)
 
 
 def unloaded_latency(
-    catalog: Catalog, factors: Factors, deployment: Deployment, prompt: int, output: int
+    catalog: Catalog,
+    factors: Factors,
+    deployment: Deployment,
+    prompt: int,
+    output: int,
+    prefix_cache_hit: float = 0.0,
 ) -> tuple[float, float]:
     """(TTFT, latency) of a request alone: the floor no replica count can beat."""
     step, _, budget, _ = step_model_for(catalog, factors, deployment)
-    return step.unloaded_latency(prompt, output, budget)
+    cached = cached_prompt_tokens(prompt, prefix_cache_hit, catalog.block_size)
+    return step.unloaded_latency(prompt, output, budget, cached)

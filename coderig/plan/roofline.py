@@ -11,12 +11,15 @@ assuming the two overlap. Two parts are kept apart because they hit different li
 * attention: ``4 * heads * head_dim`` FLOPs per (query, key) pair per layer against reading
   the KV cache of every sequence in the batch, which grows with batch size and context.
 
-On top of that, constant costs that the roofline does not see (kernel launches, scheduling,
-sampling, detokenising, streaming): a fixed overhead per step, one per sequence in the step,
-and one per request outside the engine (HTTP, tokenisation). Tensor parallelism divides the
-work over ``tp`` GPUs and adds two all-reduces of the activations per layer.
+On top of that, CPU-side costs that the roofline does not see and that do not shrink on a
+faster GPU: a fixed overhead per step (engine-core loop, launches, small kernels), one per
+sequence in the step (scheduling, input preparation, sampling, output serialisation), one per
+request outside the engine (HTTP, tokenisation), and the API-server process's time per
+generated token (``frontend_s_per_token``), which the simulator runs as a second queue in
+series with the engine. Tensor parallelism divides the work over ``tp`` GPUs and adds two
+all-reduces of the activations per layer.
 
-Only five factors, applied uniformly to every GPU and model, are calibrated
+Only six factors, applied uniformly to every GPU and model, are calibrated
 (``coderig/plan/catalog/calibration.toml``), so the model transfers to hardware it never saw.
 """
 
@@ -41,6 +44,7 @@ class Factors:
     step_overhead_ms: float = 1.0
     per_seq_overhead_us: float = 20.0
     request_overhead_ms: float = 10.0
+    frontend_us_per_token: float = 50.0
 
     def to_dict(self) -> dict[str, float]:
         return asdict(self)
@@ -82,6 +86,7 @@ class StepModel:
         self.fixed_s = factors.step_overhead_ms * 1e-3
         self.per_seq_s = factors.per_seq_overhead_us * 1e-6
         self.request_overhead_s = factors.request_overhead_ms * 1e-3
+        self.frontend_s_per_token = factors.frontend_us_per_token * 1e-6
         if tp > 1:
             # Ring all-reduce moves 2 (tp-1)/tp of the activations over each GPU's link, twice
             # per layer (after attention and after the MLP).
@@ -121,11 +126,31 @@ class StepModel:
         comm = self.comm_fixed_s + self.comm_per_token_s * tokens if self.tp > 1 else 0.0
         return gemm + attention + comm + self.fixed_s + self.per_seq_s * seqs
 
+    def decode_constants(self) -> tuple[float, float, float, float, float]:
+        """Constants of a decode-only step, for the simulator's fast path.
+
+        With ``b`` decodes attending ``pairs`` tokens in total, :meth:`step_time` reduces to
+        ``max(per_decode * b, weights) + per_pair * pairs + per_seq * b + fixed``.
+        """
+        per_decode = (self.flops_per_token + self.flops_per_logit) / self.gemm_flops_per_s
+        weights = self.weight_bytes / self.bytes_per_s
+        per_pair = max(
+            self.flops_per_pair / self.attn_flops_per_s, self.kv_bytes_per_token / self.bytes_per_s
+        )
+        per_seq = self.per_seq_s + (self.comm_per_token_s if self.tp > 1 else 0.0)
+        fixed = self.fixed_s + (self.comm_fixed_s if self.tp > 1 else 0.0)
+        return per_decode, weights, per_pair, per_seq, fixed
+
     # Convenience for tests and the zero-load floor ---------------------------------------------
-    def prefill_time(self, prompt_tokens: int, max_batched_tokens: int | None = None) -> float:
-        """A lone prompt, in chunks of ``max_batched_tokens``; the last chunk yields a logit."""
+    def prefill_time(
+        self, prompt_tokens: int, max_batched_tokens: int | None = None, cached: int = 0
+    ) -> float:
+        """A lone prompt, in chunks of ``max_batched_tokens``; the last chunk yields a logit.
+
+        ``cached`` leading tokens are already in the prefix cache: not computed, but attended.
+        """
         chunk = max_batched_tokens or prompt_tokens
-        done, total = 0, 0.0
+        done, total = min(int(cached), max(prompt_tokens - 1, 0)), 0.0
         while done < prompt_tokens:
             c = min(chunk, prompt_tokens - done)
             last = done + c >= prompt_tokens
@@ -139,11 +164,22 @@ class StepModel:
         return self.step_time(1, 1, context, context, 1)
 
     def unloaded_latency(
-        self, prompt_tokens: int, output_tokens: int, max_batched_tokens: int | None = None
+        self,
+        prompt_tokens: int,
+        output_tokens: int,
+        max_batched_tokens: int | None = None,
+        cached: int = 0,
     ) -> tuple[float, float]:
-        """(TTFT, full latency) of a request alone on the replica."""
-        ttft = self.prefill_time(prompt_tokens, max_batched_tokens) + self.request_overhead_s
-        total = ttft
+        """(TTFT, full latency) of a request alone on the replica.
+
+        Every step's token then goes through the API-server process (``frontend_s_per_token``)
+        before it reaches the client, as in the simulator.
+        """
+        fe = self.frontend_s_per_token
+        engine = self.prefill_time(prompt_tokens, max_batched_tokens, cached)
+        delivered = engine + fe
+        ttft = delivered + self.request_overhead_s
         for generated in range(1, output_tokens):
-            total += self.decode_time(prompt_tokens + generated)
-        return ttft, total
+            engine += self.decode_time(prompt_tokens + generated)
+            delivered = max(engine, delivered) + fe
+        return ttft, delivered + self.request_overhead_s

@@ -11,8 +11,12 @@ Per step, as vLLM V1 with chunked prefill does (and vidur's Sarathi/vLLM replica
 2. prompts already being prefilled continue, first come first served, within what is left;
 3. waiting requests are admitted in arrival order while budget, ``max_num_seqs`` and KV-cache
    space last (a request reserves ``prompt + output`` tokens of KV, so nothing is preempted);
+   the part of its prompt found in the prefix cache (``Workload.prefix_cache_hit`` or
+   ``identical_prompts``) is not computed, only attended;
 4. the step takes :meth:`StepModel.step_time` of the resulting mix; a prompt whose last chunk
-   ran produces its first token at the end of the step.
+   ran produces its first token at the end of the step;
+5. the API-server process then handles the step's tokens (``frontend_s_per_token`` each), one
+   step after the other, and a token reaches its client when that is done.
 
 Requests arrive at a constant rate or as a seeded Poisson process for a finite ``duration``
 (as a ``coderig bench`` attack does) and are routed to the replica with the fewest outstanding
@@ -30,17 +34,48 @@ import numpy as np
 
 from coderig.plan.roofline import StepModel
 
-__all__ = ["Workload", "SimResult", "simulate", "arrival_times"]
+__all__ = ["Workload", "SimResult", "simulate", "arrival_times", "cached_prompt_tokens"]
 
 
 @dataclass(frozen=True)
 class Workload:
+    """An attack: ``rate`` requests/s for ``duration`` s, each ``prompt_tokens`` in and
+    ``output_tokens`` out.
+
+    ``prefix_cache_hit`` is the fraction of each prompt that vLLM finds in its prefix cache
+    (automatic prefix caching, on by default in V1) and therefore does not prefill; it is
+    rounded down to whole KV blocks, and at least the prompt's last token is always computed,
+    as vLLM does. ``identical_prompts`` describes a load test that repeats ONE request body
+    (``vegeta attack -body req.json``, ``ab -p``): the first request a replica sees prefills
+    the whole prompt, every later one finds all its whole blocks cached, whatever
+    ``prefix_cache_hit`` says.
+    """
+
     rate: float
     duration: float
     prompt_tokens: int = 700
     output_tokens: int = 128
     arrival: str = "constant"  # or "poisson"
     seed: int = 0
+    prefix_cache_hit: float = 0.0
+    identical_prompts: bool = False
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.prefix_cache_hit <= 1.0:
+            raise ValueError(f"prefix_cache_hit must be in [0, 1], not {self.prefix_cache_hit}")
+
+
+def cached_prompt_tokens(prompt: int, hit: float, block_size: int = 16) -> int:
+    """Prompt tokens served from the prefix cache for a hit fraction ``hit``.
+
+    vLLM caches whole blocks only, and recomputes at least the last prompt token so that the
+    step yields its logits (``max_cache_hit_length = num_tokens - 1`` in the KV-cache manager).
+    """
+    if prompt <= 1 or hit <= 0:
+        return 0
+    block = max(1, int(block_size))
+    most = (prompt - 1) // block * block
+    return min(most, int(hit * prompt) // block * block)
 
 
 @dataclass
@@ -56,6 +91,9 @@ class SimResult:
     mean_batch: float
     max_waiting: int
     aborted: bool = False
+    #: Busy fraction of the busiest replica's API-server process over the attack (>= 1: its
+    #: queue grew for the whole run, the replica is CPU-bound whatever its GPU).
+    frontend_utilization: float = 0.0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -94,6 +132,9 @@ class _Replica:
         "outstanding",
         "batch_area",
         "busy_time",
+        "admitted",
+        "frontend_free",
+        "frontend_busy",
     )
 
     def __init__(self, model: StepModel, budget: int, max_seqs: int, kv_capacity: int) -> None:
@@ -104,7 +145,7 @@ class _Replica:
         self.now = 0.0
         self.step = 0
         self.waiting: deque[int] = deque()
-        self.prefilling: list[list[int]] = []  # [request, prompt tokens done]
+        self.prefilling: list[list[int]] = []  # [request, prompt tokens in KV cache]
         self.heap: list[tuple[int, int, int]] = []  # (finish step, request, base)
         self.batch = 0
         self.base_sum = 0
@@ -112,6 +153,9 @@ class _Replica:
         self.outstanding = 0
         self.batch_area = 0.0
         self.busy_time = 0.0
+        self.admitted = 0  # requests this replica has started; its first one finds no cache
+        self.frontend_free = 0.0  # when the API-server process has caught up
+        self.frontend_busy = 0.0
 
     def has_work(self) -> bool:
         return self.batch > 0 or bool(self.prefilling) or bool(self.waiting)
@@ -127,11 +171,22 @@ def simulate(
     kv_capacity_tokens: int = 10**9,
     router: str = "least-loaded",
     abort_after: float | None = None,
+    block_size: int = 16,
 ) -> SimResult:
     """Run the attack through ``replicas`` identical replicas and summarise latencies.
 
     ``abort_after``: stop early (``aborted=True``) once any request has waited that many
     seconds without finishing; the replica search uses it to give up on hopeless counts fast.
+
+    Each replica has two servers in series. The engine (GPU plus the engine-core process that
+    schedules it) runs the steps; the API-server process then turns every token a step
+    produced into output for its request (detokenising, request bookkeeping, response
+    building and streaming), one step's outputs after the other, at
+    ``StepModel.frontend_s_per_token`` per token. vLLM runs the two in separate processes
+    connected by a queue, so the engine never waits for the API server: when the API server
+    is slower than the engine produces tokens, its queue, and every request's latency, grow
+    for as long as the load lasts. A token reaches the client when the API server has
+    processed the step that produced it.
     """
     arrivals = arrival_times(workload.rate, workload.duration, workload.arrival, workload.seed)
     n = len(arrivals)
@@ -144,6 +199,13 @@ def simulate(
         raise ValueError(
             f"a request needs {need} KV tokens but a replica holds {kv_capacity_tokens}"
         )
+    if workload.identical_prompts:
+        cached_warm = cached_prompt_tokens(prompt, 1.0, block_size)
+        cached_cold = 0
+    else:
+        cached_warm = cached_cold = cached_prompt_tokens(
+            prompt, workload.prefix_cache_hit, block_size
+        )
     first = np.full(n, np.nan)
     end = np.full(n, np.nan)
     reps = [
@@ -151,57 +213,84 @@ def simulate(
         for _ in range(replicas)
     ]
     step_time = step_model.step_time
+    per_token_fe = step_model.frontend_s_per_token
     max_waiting = 0
     aborted = False
 
+    per_decode, weights_s, per_pair, per_seq_s, fixed_s = step_model.decode_constants()
+
     def run_step(rep: _Replica) -> None:
-        budget = rep.budget - rep.batch
-        tokens = rep.batch
-        pairs = rep.batch * rep.step + rep.base_sum  # decodes attend their whole context
-        kv_read = pairs
-        logits = rep.batch
-        seqs = rep.batch + len(rep.prefilling)
-        chunks: list[tuple[list[int], int]] = []
-        for item in rep.prefilling:
-            if budget <= 0:
-                break
-            c = min(prompt - item[1], budget)
-            chunks.append((item, c))
-            budget -= c
-        while (
-            rep.waiting
-            and budget > 0
-            and rep.batch + len(rep.prefilling) < rep.max_seqs
-            and rep.reserved + need <= rep.kv_capacity
-        ):
-            item = [rep.waiting.popleft(), 0]
-            rep.prefilling.append(item)
-            rep.reserved += need
-            seqs += 1
-            c = min(prompt, budget)
-            chunks.append((item, c))
-            budget -= c
+        batch = rep.batch
         finishing: list[list[int]] = []
-        for item, c in chunks:
-            done = item[1]
-            tokens += c
-            pairs += c * (done + (c + 1) / 2)
-            kv_read += done + c
-            item[1] = done + c
-            if item[1] >= prompt:
-                logits += 1
-                finishing.append(item)
-        dt = step_time(tokens, logits, pairs, kv_read, seqs)
-        rep.batch_area += rep.batch * dt
+        if not rep.prefilling and not rep.waiting:
+            # Decode-only step (most steps): step_time() folded into its constants.
+            pairs = batch * rep.step + rep.base_sum
+            gemm = per_decode * batch
+            dt = (
+                (gemm if gemm > weights_s else weights_s)
+                + per_pair * pairs
+                + per_seq_s * batch
+                + fixed_s
+            )
+            emitted = batch
+        else:
+            budget = rep.budget - batch
+            tokens = batch
+            pairs = batch * rep.step + rep.base_sum  # decodes attend their whole context
+            kv_read = pairs
+            logits = batch
+            seqs = batch + len(rep.prefilling)
+            chunks: list[tuple[list[int], int]] = []
+            for item in rep.prefilling:
+                if budget <= 0:
+                    break
+                c = min(prompt - item[1], budget)
+                chunks.append((item, c))
+                budget -= c
+            while (
+                rep.waiting
+                and budget > 0
+                and rep.batch + len(rep.prefilling) < rep.max_seqs
+                and rep.reserved + need <= rep.kv_capacity
+            ):
+                cached = cached_cold if rep.admitted == 0 else cached_warm
+                rep.admitted += 1
+                item = [rep.waiting.popleft(), cached]
+                rep.prefilling.append(item)
+                rep.reserved += need
+                seqs += 1
+                c = min(prompt - cached, budget)
+                chunks.append((item, c))
+                budget -= c
+            for item, c in chunks:
+                done = item[1]
+                tokens += c
+                pairs += c * (done + (c + 1) / 2)
+                kv_read += done + c
+                item[1] = done + c
+                if item[1] >= prompt:
+                    logits += 1
+                    finishing.append(item)
+            dt = step_time(tokens, logits, pairs, kv_read, seqs)
+            emitted = batch + len(finishing)  # every decode, and every prompt just finished
+        rep.batch_area += batch * dt
         rep.busy_time += dt
-        rep.now += dt
-        rep.step += 1
-        k = rep.step
-        t = rep.now
+        t = rep.now + dt
+        rep.now = t
+        k = rep.step + 1
+        rep.step = k
+        if per_token_fe > 0.0 and emitted:
+            work = per_token_fe * emitted
+            rep.frontend_busy += work
+            free = rep.frontend_free
+            delivered = (t if t > free else free) + work
+            rep.frontend_free = delivered
+        else:
+            delivered = t
         heap = rep.heap
         while heap and heap[0][0] <= k:
             _, req, base = heapq.heappop(heap)
-            end[req] = t
+            end[req] = delivered
             rep.batch -= 1
             rep.base_sum -= base
             rep.reserved -= need
@@ -209,9 +298,9 @@ def simulate(
         for item in finishing:
             rep.prefilling.remove(item)
             req = item[0]
-            first[req] = t
+            first[req] = delivered
             if output == 1:
-                end[req] = t
+                end[req] = delivered
                 rep.reserved -= need
                 rep.outstanding -= 1
             else:
@@ -221,9 +310,9 @@ def simulate(
                 rep.base_sum += base
 
     def advance(rep: _Replica, until: float) -> None:
-        while rep.has_work() and rep.now <= until:
+        while rep.now <= until and (rep.batch or rep.prefilling or rep.waiting):
             run_step(rep)
-        if not rep.has_work() and rep.now < until:
+        if rep.now < until and not (rep.batch or rep.prefilling or rep.waiting):
             rep.now = until
 
     rr = 0
@@ -242,9 +331,11 @@ def simulate(
         rep.outstanding += 1
         if len(rep.waiting) > max_waiting:
             max_waiting = len(rep.waiting)
-        if abort_after is not None and rep.waiting:
-            oldest = rep.waiting[0]
-            if t - arrivals[oldest] > abort_after:
+        if abort_after is not None:
+            if rep.waiting and t - arrivals[rep.waiting[0]] > abort_after:
+                aborted = True
+                break
+            if rep.frontend_free - t > abort_after:  # the API server is that far behind
                 aborted = True
                 break
     if not aborted:
@@ -252,7 +343,7 @@ def simulate(
         for rep in reps:
             while rep.has_work():
                 run_step(rep)
-                if horizon is not None and rep.now > horizon:
+                if horizon is not None and max(rep.now, rep.frontend_free) > horizon:
                     aborted = True
                     break
     done = ~np.isnan(end)
@@ -267,6 +358,8 @@ def simulate(
         ttft_q = tuple(np.percentile(ttft, [50, 90, 99]))
     busy = sum(r.busy_time for r in reps)
     mean_batch = sum(r.batch_area for r in reps) / busy if busy > 0 else 0.0
+    span = max(float(arrivals[-1]), workload.duration, 1e-9)
+    frontend_utilization = max(r.frontend_busy for r in reps) / span
     return SimResult(
         requests=n,
         completed=int(done.sum()),
@@ -279,4 +372,5 @@ def simulate(
         mean_batch=mean_batch,
         max_waiting=max_waiting,
         aborted=aborted,
+        frontend_utilization=frontend_utilization,
     )

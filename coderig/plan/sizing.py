@@ -162,7 +162,12 @@ def size_options(
                         break
                 dep = Deployment(gpu.id, model_spec.id, dtype.id, tp, 1)
                 _, latency = unloaded_latency(
-                    catalog, factors, dep, workload.prompt_tokens, workload.output_tokens
+                    catalog,
+                    factors,
+                    dep,
+                    workload.prompt_tokens,
+                    workload.output_tokens,
+                    workload.prefix_cache_hit,
                 )
                 floor = min(floor, latency)
                 if latency > slo_p99:
