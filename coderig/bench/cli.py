@@ -394,3 +394,133 @@ def _live_report(sources: list[str], render: Any, every: float, out: IO[str]) ->
             out.flush()
         if ended:
             return
+
+
+def _rates(text: str) -> list[float]:
+    try:
+        rates = [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise click.BadParameter(f"{text!r}: expected rates like 1,8,32") from None
+    if not rates or any(r <= 0 for r in rates):
+        raise click.BadParameter("rates must be positive numbers")
+    return rates
+
+
+@bench.command()
+@click.option("--rates", default=None, help="Comma-separated rates to attack at, e.g. 1,8,32.")
+@click.option(
+    "--slo",
+    type=DURATION,
+    default=None,
+    help="Search for the highest rate whose latency percentile meets this (e.g. 1.5s).",
+)
+@click.option(
+    "--percentile",
+    type=click.Choice(["50", "90", "95", "99"]),
+    default="99",
+    show_default=True,
+    help="Latency percentile the SLO applies to.",
+)
+@click.option(
+    "--min-success",
+    type=float,
+    default=0.99,
+    show_default=True,
+    help="A step also needs this success ratio to meet the SLO.",
+)
+@click.option(
+    "--min-rate",
+    type=float,
+    default=1.0,
+    show_default=True,
+    help="Search: first rate tried (then doubled).",
+)
+@click.option(
+    "--max-rate",
+    type=float,
+    default=1024.0,
+    show_default=True,
+    help="Search: never attack faster than this.",
+)
+@click.option(
+    "--steps",
+    type=int,
+    default=3,
+    show_default=True,
+    help="Search: bisection steps after the first miss.",
+)
+@click.option(
+    "--pause",
+    type=DURATION,
+    default=1.0,
+    show_default=True,
+    help="Idle time between steps so one step's backlog doesn't leak into the next.",
+)
+@attack_options
+@click.option(
+    "--out-dir",
+    default="bench-sweep",
+    show_default=True,
+    help="Where results (rate-R.jsonl), sweep.json, PNGs and sweep.html go.",
+)
+def sweep(
+    rates: str | None,
+    slo: float | None,
+    percentile: str,
+    min_success: float,
+    min_rate: float,
+    max_rate: float,
+    steps: int,
+    pause: float,
+    out_dir: str,
+    **o: Any,
+) -> None:
+    """Attack at several rates (or search under an SLO); print a table, write plots."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from coderig.bench.plots import table_rows, write_plots
+    from coderig.bench.sweep import run_sweep
+
+    if rates is None and slo is None:
+        raise click.UsageError("give --rates or --slo")
+    config = make_config(1.0, o)
+    err = Console(stderr=True)
+
+    def on_step(step: Any) -> None:
+        s = step.summary
+        verdict = "" if step.meets_slo is None else (" ok" if step.meets_slo else " miss")
+        err.print(
+            f"rate {step.rate:g}: p{percentile} "
+            f"{s['latencies'][percentile + 'th']:.4f}s success {s['success']:.2%}{verdict}"
+        )
+
+    try:
+        result = run_sweep(
+            config,
+            rates=_rates(rates) if rates else None,
+            slo=slo,
+            percentile=int(percentile),
+            min_success=min_success,
+            min_rate=min_rate,
+            max_rate=max_rate,
+            steps=steps,
+            pause=pause,
+            out_dir=out_dir,
+            on_step=on_step,
+            on_tick_factory=lambda r: AttackProgress(o["progress"], label=f"{r:g} req/s"),
+        )
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    rows = table_rows(result)
+    table = Table(title="coderig bench sweep")
+    for key in rows[0]:
+        table.add_column(key, justify="right")
+    for row in rows:
+        table.add_row(*row.values())
+    Console(width=160).print(table)
+    if slo is not None:
+        best = "none" if result.best_rate is None else f"{result.best_rate:g} req/s"
+        click.echo(f"highest rate meeting p{percentile} <= {slo:g}s: {best}")
+    paths = write_plots(result, out_dir)
+    click.echo("wrote " + ", ".join(paths.values()), err=True)
