@@ -22,7 +22,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-DEFAULT_CHARS_PER_TOKEN = 3.2
+DEFAULT_CHARS_PER_TOKEN = 4.0
 """Characters of Python source per token; see docs/results-format.md for how it was measured."""
 
 FIM_PREFIX_SHARE = 0.8
