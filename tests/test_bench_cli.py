@@ -142,3 +142,37 @@ def test_live_report_every_interval(llm_server):  # noqa: F811
 def test_attack_refuses_unbounded_or_malformed_options(args, message):
     done = run(["bench", "attack", "--url", "http://127.0.0.1:9/v1/completions", *args])
     assert done.returncode != 0 and message in done.stderr
+
+
+def test_ctrl_c_stops_the_attack_and_keeps_what_was_done(llm_server, tmp_path):  # noqa: F811
+    import signal
+    import time
+
+    out = tmp_path / "partial.jsonl"
+    proc = subprocess.Popen(
+        CODERIG
+        + [
+            "bench",
+            "attack",
+            "--url",
+            f"{llm_server}/v1/completions?stall_every=1",
+            "--rate",
+            "20",
+            "--duration",
+            "30s",
+            "-o",
+            str(out),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(1.5)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    header, results = read_results(out)
+    assert header["interrupted"] is True and header["requests"] == 600
+    assert 10 <= len(results) <= 60  # what was sent in ~1.5 s, not the 600 planned
+    assert all("interrupted (attack stopped while awaiting headers)" in r["error"] for r in results)

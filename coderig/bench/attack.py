@@ -143,6 +143,7 @@ class _Attacker:
         self.completed: list[Result] = []
         self.t0 = 0.0
         self.start_wall = 0.0
+        self.interrupted = False
         self.read = self._read_stream if plan.stream else self._read_body
 
     async def run(self, on_tick: Callable[[_Attacker], None] | None = None) -> None:
@@ -156,10 +157,34 @@ class _Attacker:
         self.header = build_header(self.config, self.plan, self.start_wall, self.loop_name)
         if on_tick:
             on_tick(self)
+        try:
+            await self._schedule(tasks, loop, limit, t0)
+        except asyncio.CancelledError:
+            # Ctrl-C (asyncio.Runner cancels the main task): stop sending, end in-flight
+            # requests as "interrupted", and keep every result up to now, as vegeta does.
+            self.interrupted = True
+            for task in list(tasks):
+                task.cancel()
+            self.results = [r for r in self.results if r.sent is not None or r.not_sent]
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        if ticker:
+            ticker.cancel()
+            on_tick(self)
+
+    async def _schedule(
+        self,
+        tasks: set[asyncio.Task],
+        loop: asyncio.AbstractEventLoop,
+        limit: int | None,
+        t0: float,
+    ) -> None:
+        perf = time.perf_counter
         for r in self.results:
             # Loop: timers may fire up to a clock tick early (uvloop rounds to 1 ms), and an
-            # early send is as wrong as a late one. Sub-tick remainders just yield once more.
-            while (delay := r.scheduled - (perf() - t0)) > 20e-6:
+            # early send is as wrong as a late one. Sub-tick remainders just yield once more,
+            # so above ~2000 req/s (gaps under half a tick) the scheduler polls the loop.
+            while (delay := r.scheduled - (perf() - t0)) > 0:
                 await asyncio.sleep(delay)
             if limit is not None and self.inflight >= limit:
                 r.error = NOT_SENT_ERROR.format(limit)
@@ -171,11 +196,6 @@ class _Attacker:
             task = loop.create_task(self._hit(r))
             tasks.add(task)
             task.add_done_callback(tasks.discard)
-        if tasks:
-            await asyncio.gather(*tasks)
-        if ticker:
-            ticker.cancel()
-            on_tick(self)
 
     async def _tick(self, on_tick: Callable[[_Attacker], None]) -> None:
         while True:
@@ -199,6 +219,10 @@ class _Attacker:
                 r.status = resp.status
                 if r.status < 200 or r.status >= 400:
                     r.error = f"{resp.status} {resp.reason or ''}".rstrip()
+        except asyncio.CancelledError:
+            r.end = perf() - t0
+            r.status = 0
+            r.error = f'Post "{self.url}": interrupted (attack stopped while {phase})'
         except TimeoutError:
             r.end = perf() - t0
             r.status = 0
@@ -313,6 +337,9 @@ async def attack(
     ) as session:
         attacker = _Attacker(config, plan, session, loop_name)
         await attacker.run(on_tick)
+    if attacker.interrupted:
+        attacker.header["interrupted"] = True
+        attacker.header["requests_sent_or_skipped"] = len(attacker.results)
     return attacker.header, [result_to_dict(r) for r in attacker.results]
 
 

@@ -114,6 +114,12 @@ def attack_options(f: Any) -> Any:
             help="Prompt sizing estimate when generating prompts.",
         ),
         click.option(
+            "--tokenizer",
+            type=click.Path(exists=True, dir_okay=False),
+            default=None,
+            help="A model's GGUF file: size generated prompts exactly in its tokens.",
+        ),
+        click.option(
             "--extra",
             default=None,
             help="JSON object merged into generated bodies, e.g. '{\"temperature\":0}'.",
@@ -189,6 +195,7 @@ def make_config(rate: float, o: dict[str, Any]) -> AttackConfig:
         chars_per_token=o["chars_per_token"],
         extra=extra,
         seed=o["seed"],
+        tokenizer=o["tokenizer"],
     )
     if o["max_inflight"] is not None and o["max_inflight"] < 1:
         raise click.BadParameter("--max-inflight must be >= 1")

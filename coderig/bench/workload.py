@@ -54,6 +54,7 @@ class WorkloadSpec:
     chars_per_token: float = DEFAULT_CHARS_PER_TOKEN
     extra: dict[str, Any] = field(default_factory=dict)
     seed: int = 0
+    tokenizer: str | None = None
 
     def describe(self) -> dict[str, Any]:
         """The workload's fields for the results header (the body itself is not copied)."""
@@ -66,7 +67,10 @@ class WorkloadSpec:
             "fim": self.fim,
             "ignore_eos": self.ignore_eos,
             "model": self.model,
-            "chars_per_token": self.chars_per_token if self.body is None else None,
+            "chars_per_token": self.chars_per_token
+            if self.body is None and not self.tokenizer
+            else None,
+            "tokenizer": self.tokenizer,
             "extra": self.extra,
         }
 
@@ -103,7 +107,14 @@ def generated_bodies(spec: WorkloadSpec, count: int) -> list[bytes]:
     if spec.fim and spec.endpoint != "completions":
         raise ValueError("FIM (prefix + suffix) needs a /v1/completions URL, not chat")
     size = max(1, round(spec.prompt_tokens * spec.chars_per_token))
-    slices = prompt_slices(size, count, seed=spec.seed)
+    if spec.tokenizer:
+        # Cut generously by characters, then exactly by the model's own tokens.
+        tok = GgufTokenizer(spec.tokenizer)
+        slices = [
+            tok.cut(s, spec.prompt_tokens) for s in prompt_slices(size * 2, count, seed=spec.seed)
+        ]
+    else:
+        slices = prompt_slices(size, count, seed=spec.seed)
     bodies = []
     for text in slices:
         body: dict[str, Any] = {}
@@ -129,6 +140,38 @@ def generated_bodies(spec: WorkloadSpec, count: int) -> list[bytes]:
         body.update(spec.extra)
         bodies.append(json.dumps(body).encode())
     return bodies
+
+
+class GgufTokenizer:
+    """A model's own tokenizer, read from its GGUF file (vocabulary only: fast, no weights).
+
+    Used by ``--tokenizer`` to make generated prompts exactly ``prompt_tokens`` long for that
+    model instead of relying on the chars-per-token estimate. Needs llama-cpp-python.
+    """
+
+    def __init__(self, path: str):
+        try:
+            import llama_cpp
+        except ImportError as exc:  # pragma: no cover - llama-cpp-python is a dependency
+            raise ValueError("--tokenizer needs llama-cpp-python installed") from exc
+        if not Path(path).is_file():
+            raise ValueError(f"--tokenizer: no GGUF file at {path}")
+        try:
+            from llama_cpp._utils import suppress_stdout_stderr
+        except ImportError:  # pragma: no cover
+            from contextlib import nullcontext as suppress_stdout_stderr
+        with suppress_stdout_stderr(disable=False):
+            self._model = llama_cpp.Llama(model_path=path, vocab_only=True, verbose=False)
+
+    def tokens(self, text: str) -> list[int]:
+        return self._model.tokenize(text.encode(), add_bos=False, special=False)
+
+    def count(self, text: str) -> int:
+        return len(self.tokens(text))
+
+    def cut(self, text: str, n: int) -> str:
+        """The longest prefix of ``text`` that is ``n`` tokens long."""
+        return self._model.detokenize(self.tokens(text)[:n]).decode("utf-8", errors="ignore")
 
 
 def _line_boundary(text: str, pos: int) -> int:
