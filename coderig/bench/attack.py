@@ -37,6 +37,7 @@ from coderig.bench.schedule import send_times
 from coderig.bench.workload import WorkloadSpec, fixed_body, generated_bodies
 
 NOT_SENT_ERROR = "not sent: max-inflight {} reached"
+_TICK = 0.001  # event-loop timer resolution
 
 
 @dataclass
@@ -57,6 +58,7 @@ class AttackConfig:
     tags: dict[str, str] = field(default_factory=dict)
     name: str = ""
     progress: bool = False
+    loop: str = "auto"  # "uvloop", "asyncio", or "auto" (uvloop when installed)
 
 
 @dataclass
@@ -181,11 +183,13 @@ class _Attacker:
     ) -> None:
         perf = time.perf_counter
         for r in self.results:
-            # Loop: timers may fire up to a clock tick early (uvloop rounds to 1 ms), and an
-            # early send is as wrong as a late one. Sub-tick remainders just yield once more,
-            # so above ~2000 req/s (gaps under half a tick) the scheduler polls the loop.
+            # Event-loop timers tick in milliseconds (uvloop rounds, epoll rounds up), so a
+            # wake-up can come early: loop until due, but never ask for less than one tick —
+            # polling the loop for sub-millisecond remainders would burn a core that the
+            # server under test may need. Cost: sends are up to ~1 ms late (never early),
+            # which the results record as scheduling lag.
             while (delay := r.scheduled - (perf() - t0)) > 0:
-                await asyncio.sleep(delay)
+                await asyncio.sleep(max(delay, _TICK))
             if limit is not None and self.inflight >= limit:
                 r.error = NOT_SENT_ERROR.format(limit)
                 r.not_sent = True
@@ -346,9 +350,12 @@ async def attack(
 def run_attack(
     config: AttackConfig, on_tick: Callable[[Any], None] | None = None
 ) -> tuple[dict, list[dict]]:
-    """Synchronous :func:`attack` on a fresh event loop (uvloop when installed)."""
+    """Synchronous :func:`attack` on a fresh event loop (uvloop when installed, see ``loop``)."""
     plan = plan_attack(config)
-    if _uvloop_available():
+    if config.loop not in ("auto", "uvloop", "asyncio"):
+        raise ValueError(f"loop must be auto, uvloop or asyncio, got {config.loop!r}")
+    use_uvloop = config.loop == "uvloop" or (config.loop == "auto" and _uvloop_available())
+    if use_uvloop:
         import uvloop
 
         return uvloop.run(attack(config, on_tick, plan))

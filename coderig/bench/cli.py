@@ -271,12 +271,27 @@ class _LiveWriter:
     help="Print the text report to standard error when done.",
 )
 @click.option("--name", default="", help="Attack name stored in the header.")
+@click.option(
+    "--loop",
+    "loop_",
+    type=click.Choice(["auto", "uvloop", "asyncio"]),
+    default="auto",
+    show_default=True,
+    help="Event loop (auto: uvloop when installed; it costs less CPU per request).",
+)
 def attack(
-    rate: float, output: str, flush_every: float, print_report: bool, name: str, **o: Any
+    rate: float,
+    output: str,
+    flush_every: float,
+    print_report: bool,
+    name: str,
+    loop_: str,
+    **o: Any,
 ) -> None:
     """Send requests at --rate for --duration (or --requests), open loop; write results."""
     config = make_config(rate, o)
     config.name = name
+    config.loop = loop_
     out: IO[str] = sys.stdout if output == "-" else open(output, "w", encoding="utf-8")  # noqa: SIM115
     try:
         with AttackProgress(o["progress"], label=name or "attack") as progress:
