@@ -260,25 +260,50 @@ def part1(args, tmp: Path) -> dict:
             f"wrk max {out['wrk']['rps']:.0f} req/s, hey max {out['hey_max']['achieved']:.0f}",
             file=sys.stderr,
         )
-        # coderig ramp
+        # coderig ramp: a rate is sustained when most attempts keep the achieved rate within
+        # 1% with 100% success (one descheduling of the generator by a neighbour on this
+        # shared 2-core box can spoil a single 5 s attempt; the load average is recorded)
         ramp = []
         failures = 0
         for rate in args.rates:
-            r = run_coderig(url, rate, args.duration, tmp)
-            r["within_1pct"] = abs(r["achieved"] / rate - 1) <= 0.01 and r["success"] == 1.0
-            r.pop("summary")
-            ramp.append(r)
-            print(
-                f"coderig {rate:g}: achieved {r['achieved']:.2f} lag p50 "
-                f"{r['lag_p50'] * 1e6:.0f}µs p99 {r['lag_p99'] * 1e6:.0f}µs "
-                f"cpu {r['cpu_s']:.2f}s ok={r['within_1pct']}",
-                file=sys.stderr,
+            attempts = []
+            for _ in range(args.attempts):
+                load = os.getloadavg()[0]
+                r = run_coderig(url, rate, args.duration, tmp)
+                r["within_1pct"] = abs(r["achieved"] / rate - 1) <= 0.01 and r["success"] == 1.0
+                r["loadavg_1m"] = load
+                r.pop("summary")
+                attempts.append(r)
+                print(
+                    f"coderig {rate:g}: achieved {r['achieved']:.2f} lag p50 "
+                    f"{r['lag_p50'] * 1e6:.0f}µs p99 {r['lag_p99'] * 1e6:.0f}µs "
+                    f"cpu {r['cpu_s']:.2f}s load {load:.2f} ok={r['within_1pct']}",
+                    file=sys.stderr,
+                )
+            passes = sum(a["within_1pct"] for a in attempts)
+            keys = (
+                "achieved",
+                "lag_p50",
+                "lag_p99",
+                "p50",
+                "p99",
+                "cpu_s",
+                "requests",
+                "loadavg_1m",
             )
-            failures = 0 if r["within_1pct"] else failures + 1
+            step = {
+                "rate": rate,
+                "passes": passes,
+                "attempts": attempts,
+                "sustained": passes * 2 > len(attempts),
+                **{k: float(np.median([a[k] for a in attempts])) for k in keys},
+            }
+            ramp.append(step)
+            failures = 0 if step["sustained"] else failures + 1
             if failures >= 2:
                 break
         out["ramp"] = ramp
-        passing = [r["rate"] for r in ramp if r["within_1pct"]]
+        passing = [r["rate"] for r in ramp if r["sustained"]]
         out["max_rate_within_1pct"] = max(passing) if passing else None
         out["compare"] = compare(url, args.compare_rate, args)
     finally:
@@ -427,6 +452,7 @@ def run_guidellm(args, base: str, tmp: Path) -> dict:
 
     return {
         "tool": "guidellm",
+        "path": str(out),
         "wall_s": time.perf_counter() - t0,
         "totals": m["request_totals"],
         "latency": dist("request_latency"),
@@ -529,6 +555,7 @@ def main() -> None:
     p.add_argument("--duration", type=float, default=5.0)
     p.add_argument("--compare-rate", type=float, default=1000.0)
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--attempts", type=int, default=3, help="attempts per ramp rate")
     p.add_argument(
         "--delayed-rate",
         type=float,
@@ -547,6 +574,7 @@ def main() -> None:
     p.add_argument("--guidellm", default="/work/venvs/guidellm/bin/guidellm")
     p.add_argument("--tokenizer", default="/work/venvs/smollm2-tokenizer")
     p.add_argument("--json", default=None, help="write every figure here")
+    p.add_argument("--keep", default=None, help="keep raw results (jsonl, guidellm json) here")
     args = p.parse_args()
     args.rates = [float(x) for x in args.rates.split(",")]
     report: dict = {
@@ -556,7 +584,8 @@ def main() -> None:
         "argv": sys.argv[1:],
     }
     with tempfile.TemporaryDirectory(prefix="loadgen-") as d:
-        tmp = Path(d)
+        tmp = Path(args.keep) if args.keep else Path(d)
+        tmp.mkdir(parents=True, exist_ok=True)
         if not args.skip_loadgen:
             report["loadgen"] = part1(args, tmp)
         if not args.skip_llm:
@@ -577,16 +606,16 @@ def render_markdown(rep: dict) -> str:
             f"Closed-loop ceilings (32 connections): wrk {lg['wrk']['rps']:.0f} req/s, "
             f"hey {lg['hey_max']['achieved']:.0f} req/s.",
             "",
-            "| requested | achieved | within 1% | sched lag p50 | lag p99 | "
-            "latency p50 | p99 | coderig CPU s / 1k req |",
-            "|---:|---:|:-:|---:|---:|---:|---:|---:|",
+            "| requested | attempts within 1% | achieved (median) | sched lag p50 | "
+            "lag p99 | latency p50 | p99 | coderig CPU s / 1k req | load avg |",
+            "|---:|:-:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for r in lg["ramp"]:
             lines.append(
-                f"| {r['rate']:g} | {r['achieved']:.2f} | {'yes' if r['within_1pct'] else 'no'} "
+                f"| {r['rate']:g} | {r['passes']}/{len(r['attempts'])} | {r['achieved']:.2f} "
                 f"| {r['lag_p50'] * 1e6:.0f}µs | {r['lag_p99'] * 1e6:.0f}µs "
                 f"| {r['p50'] * 1e6:.0f}µs | {r['p99'] * 1e6:.0f}µs "
-                f"| {r['cpu_s'] / max(r['requests'], 1) * 1000:.3f} |"
+                f"| {r['cpu_s'] / max(r['requests'], 1) * 1000:.3f} | {r['loadavg_1m']:.2f} |"
             )
         lines += ["", f"Highest rate within 1%: **{lg['max_rate_within_1pct']}** req/s."]
         for key, label in (
