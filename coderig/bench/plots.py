@@ -52,7 +52,22 @@ def percentiles_figure(sweep: Sweep) -> Any:
         ax.axhline(sweep.slo, color="red", linestyle=":", label=f"SLO p{sweep.percentile}")
     if len(rates) > 1 and max(rates) / min(rates) >= 8:
         ax.set_xscale("log", base=2)
-        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: ""))
+    ax.set_xticks(rates)
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    # Latency counts failures too (as vegeta's does): a fast 429 pulls percentiles down, so
+    # say where requests failed rather than let a dip read as an improvement.
+    for s in steps:
+        if s.summary["success"] == s.summary["success"] and s.summary["success"] < 0.995:
+            ax.annotate(
+                f"{s.summary['success']:.0%} ok",
+                (s.rate, s.summary["latencies"]["99th"]),
+                textcoords="offset points",
+                xytext=(0, 8),
+                ha="center",
+                fontsize="small",
+                color="red",
+            )
     ax.set_xlabel("requested rate (req/s)")
     ax.set_ylabel("latency (s)")
     ax.set_title("Latency percentiles vs rate")
