@@ -38,6 +38,7 @@ from coderig.bench.workload import WorkloadSpec, fixed_body, generated_bodies
 
 NOT_SENT_ERROR = "not sent: max-inflight {} reached"
 _TICK = 0.001  # event-loop timer resolution
+_LEAD = 0.05  # time between setting the clock and the first scheduled send
 
 
 @dataclass
@@ -154,8 +155,10 @@ class _Attacker:
         limit = self.config.max_inflight
         ticker = loop.create_task(self._tick(on_tick)) if on_tick else None
         perf = time.perf_counter
-        self.start_wall = time.time()
-        self.t0 = t0 = perf()
+        # The clock starts a little in the future, so the first send is not late by the cost
+        # of the first progress refresh / header write made just below.
+        self.t0 = t0 = perf() + _LEAD
+        self.start_wall = time.time() + _LEAD
         self.header = build_header(self.config, self.plan, self.start_wall, self.loop_name)
         if on_tick:
             on_tick(self)
