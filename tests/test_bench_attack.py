@@ -8,11 +8,15 @@ before its injected delay) and generous on the other side for a loaded 2-core ma
 from __future__ import annotations
 
 import pytest
-from bench_helpers.fixtures import llm_server  # noqa: F401  (pytest fixture)
 
 from coderig.bench.attack import AttackConfig, run_attack
 from coderig.bench.report import summarize
 from coderig.bench.workload import WorkloadSpec
+
+try:  # the repository's tests/ is a package on main, a plain directory in a worktree
+    from tests.bench_helpers.fixtures import llm_server  # noqa: F401  (pytest fixture)
+except ImportError:
+    from bench_helpers.fixtures import llm_server  # noqa: F401  (pytest fixture)
 
 SLACK = 0.060  # scheduling noise on a shared 2-core box; injected delays are 10-100 ms
 RATE_TOLERANCE = 0.01

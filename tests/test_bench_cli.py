@@ -8,9 +8,13 @@ import sys
 from pathlib import Path
 
 import pytest
-from bench_helpers.fixtures import llm_server  # noqa: F401  (pytest fixture)
 
 from coderig.bench.results import read_attacks, read_results
+
+try:  # the repository's tests/ is a package on main, a plain directory in a worktree
+    from tests.bench_helpers.fixtures import llm_server  # noqa: F401  (pytest fixture)
+except ImportError:
+    from bench_helpers.fixtures import llm_server  # noqa: F401  (pytest fixture)
 
 ROOT = Path(__file__).resolve().parents[1]
 CODERIG = [sys.executable, "-m", "coderig"]

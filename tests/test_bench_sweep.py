@@ -7,10 +7,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-from bench_helpers.fixtures import llm_server  # noqa: F401  (pytest fixture)
-
 from coderig.bench.attack import AttackConfig
 from coderig.bench.sweep import run_sweep
+
+try:  # the repository's tests/ is a package on main, a plain directory in a worktree
+    from tests.bench_helpers.fixtures import llm_server  # noqa: F401  (pytest fixture)
+except ImportError:
+    from bench_helpers.fixtures import llm_server  # noqa: F401  (pytest fixture)
 
 ROOT = Path(__file__).resolve().parents[1]
 
