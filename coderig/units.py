@@ -91,3 +91,76 @@ def parse_size(text: str | int) -> int:
     if not match or match.group(2).lower() not in _SIZE_UNITS:
         raise ValueError(f"invalid size {text!r}: use forms like 1MiB, 512KB, 1000")
     return int(float(match.group(1)) * _SIZE_UNITS[match.group(2).lower()])
+
+
+def go_duration_string(nanoseconds: int) -> str:
+    """Exactly Go's ``time.Duration.String()`` for an integer number of nanoseconds.
+
+    ``vegeta report`` prints durations this way (``1.268625ms``, ``10.094965987s``, ``2m3s``);
+    matching it byte for byte lets scripts written against vegeta's text parse ours.
+    """
+    ns = int(nanoseconds)
+    if ns == 0:
+        return "0s"
+    sign = "-" if ns < 0 else ""
+    u = abs(ns)
+    if u < 1_000_000_000:
+        if u < 1_000:
+            return f"{sign}{u}ns"
+        if u < 1_000_000:
+            return f"{sign}{_go_frac(u, 3)}µs"
+        return f"{sign}{_go_frac(u, 6)}ms"
+    whole_seconds, frac = divmod(u, 1_000_000_000)
+    seconds_text = str(whole_seconds % 60)
+    if frac:
+        seconds_text += "." + f"{frac:09d}".rstrip("0")
+    out = seconds_text + "s"
+    minutes = whole_seconds // 60
+    if minutes:
+        out = f"{minutes % 60}m" + out
+        hours = minutes // 60
+        if hours:
+            out = f"{hours}h" + out
+    return sign + out
+
+
+def _go_frac(value: int, precision: int) -> str:
+    """``value / 10**precision`` with trailing zeros (and a bare point) dropped, as Go's fmtFrac."""
+    whole, frac = divmod(value, 10**precision)
+    if not frac:
+        return str(whole)
+    return f"{whole}." + f"{frac:0{precision}d}".rstrip("0")
+
+
+_ROUND_STEPS_NS = (
+    (3_600_000_000_000, 60_000_000_000),  # >= 1h: round to the minute
+    (60_000_000_000, 1_000_000_000),  # >= 1m: to the second
+    (1_000_000_000, 1_000_000),  # >= 1s: to the millisecond
+    (1_000_000, 1_000),  # >= 1ms: to the microsecond
+    (1_000, 1),  # >= 1µs: to the nanosecond
+)
+
+
+def go_round(nanoseconds: int, multiple: int) -> int:
+    """Go's ``Duration.Round``: to the nearest multiple, halves away from zero."""
+    if multiple <= 0:
+        return nanoseconds
+    r = abs(nanoseconds) % multiple
+    magnitude = abs(nanoseconds) - r if r + r < multiple else abs(nanoseconds) + multiple - r
+    return magnitude if nanoseconds >= 0 else -magnitude
+
+
+def vegeta_duration(seconds: float) -> str:
+    """A duration as ``vegeta report -type=text`` prints it: rounded to the next finer unit.
+
+    vegeta rounds each duration one unit below its magnitude (``1.2686251ms`` -> ``1.269ms``,
+    ``10.0949s`` -> ``10.095s``) before Go formats it; NaN (no sample) prints as ``NaN``.
+    """
+    if seconds != seconds:
+        return "NaN"
+    ns = round(seconds * 1e9)
+    for threshold, multiple in _ROUND_STEPS_NS:
+        if abs(ns) >= threshold:
+            ns = go_round(ns, multiple)
+            break
+    return go_duration_string(ns)

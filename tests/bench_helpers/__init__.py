@@ -1,0 +1,1 @@
+"""Helpers for the ``coderig bench`` tests: a fake LLM server with known, injected timings."""
