@@ -134,3 +134,21 @@ def test_per_key_rate_limit_answers_429_with_retry_after(tmp_path):
         assert limited.json()["error"]["code"] == "rate_limit_exceeded"
     finally:
         server.stop()
+
+
+@pytest.mark.e2e
+def test_prompts_and_completions_are_not_logged_by_default(keyed_server):
+    marker = "zebra_quokka_marker_4711"
+    response = httpx.post(
+        f"{keyed_server.base_url}/completions",
+        json={"prompt": f"# {marker}\ndef f():", "max_tokens": 4, "temperature": 0},
+        headers={"Authorization": f"Bearer {ALICE}"},
+        timeout=60,
+    )
+    completion = response.json()["choices"][0]["text"]
+    logs = keyed_server.output()
+    for replica_log in keyed_server.log_path.parent.glob("replicas-*/*.log"):
+        logs += replica_log.read_text(errors="replace")
+    assert marker not in logs
+    if len(completion.strip()) > 8:
+        assert completion not in logs
