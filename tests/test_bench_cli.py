@@ -180,3 +180,30 @@ def test_ctrl_c_stops_the_attack_and_keeps_what_was_done(llm_server, tmp_path): 
     assert header["interrupted"] is True and header["requests"] == 600
     assert 1 <= len(results) <= 120  # what was sent before the interrupt, not the 600 planned
     assert all("interrupted (attack stopped while awaiting headers)" in r["error"] for r in results)
+
+
+def test_a_bodies_file_is_sent_in_order_and_cycled(llm_server, tmp_path):  # noqa: F811
+    bodies = tmp_path / "typing.jsonl"
+    lines = [json.dumps({"prompt": "x" * n, "max_tokens": 2}) for n in (10, 200, 3000)]
+    bodies.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "r.jsonl"
+    done = run(
+        ["bench", "attack", "--url", f"{llm_server}/v1/completions", "--rate", "50",
+         "--requests", "6", "--bodies", str(bodies), "-o", str(out)]
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    header, results = read_results(out)
+    assert header["workload"] == "bodies" and header["bodies"] == 3
+    sizes = [len(line) for line in lines]
+    assert [r["bytes_out"] for r in sorted(results, key=lambda r: r["scheduled"])] == sizes * 2
+
+
+def test_a_bodies_file_with_a_bad_line_is_refused(tmp_path):
+    bodies = tmp_path / "bad.jsonl"
+    bodies.write_text('{"prompt": "a"}\n[1, 2]\n')
+    done = run(
+        ["bench", "attack", "--url", "http://127.0.0.1:9/v1/completions", "--rate", "1",
+         "--requests", "1", "--bodies", str(bodies)]
+    )  # fmt: skip
+    assert done.returncode != 0
+    assert "bad.jsonl:2" in done.stderr

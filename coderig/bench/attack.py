@@ -75,7 +75,11 @@ def plan_attack(config: AttackConfig) -> _Plan:
     """Send times and request bodies, prepared up front so sending costs as little as possible."""
     times = send_times(config.rate, config.duration, config.requests, config.arrival, config.seed)
     spec = config.workload
-    if spec.body is not None:
+    if spec.bodies:
+        prepared = [fixed_body(raw, config.stream, spec.include_usage) for raw in spec.bodies]
+        stream = prepared[0][1]
+        bodies = [prepared[i % len(prepared)][0] for i in range(len(times))]
+    elif spec.body is not None:
         body, stream = fixed_body(spec.body, config.stream, spec.include_usage)
         bodies = [body] * len(times)
     elif spec.prompt_tokens is not None:

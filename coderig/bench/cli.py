@@ -18,7 +18,12 @@ from coderig.bench.attack import AttackConfig, run_attack
 from coderig.bench.progress import AttackProgress
 from coderig.bench.results import _dumps, result_to_dict, write_results
 from coderig.bench.schedule import ARRIVALS
-from coderig.bench.workload import DEFAULT_CHARS_PER_TOKEN, WorkloadSpec, endpoint_kind
+from coderig.bench.workload import (
+    DEFAULT_CHARS_PER_TOKEN,
+    WorkloadSpec,
+    endpoint_kind,
+    read_bodies,
+)
 from coderig.units import parse_duration
 
 
@@ -87,6 +92,12 @@ def attack_options(f: Any) -> Any:
             "body_file",
             type=click.Path(exists=True, dir_okay=False),
             help="One JSON body sent with every request (like vegeta -body).",
+        ),
+        click.option(
+            "--bodies",
+            "bodies_file",
+            type=click.Path(exists=True, dir_okay=False),
+            help="JSON Lines file of bodies, sent in order and cycled: a scripted workload.",
         ),
         click.option(
             "--prompt-tokens",
@@ -172,8 +183,12 @@ def make_config(rate: float, o: dict[str, Any]) -> AttackConfig:
     """An :class:`AttackConfig` from parsed ``attack_options`` values."""
     if o["duration"] is None and o["requests_"] is None:
         raise click.UsageError("give --duration or --requests (attacks are always bounded)")
-    if o["body_file"] and o["prompt_tokens"] is not None:
-        raise click.UsageError("--body and --prompt-tokens are exclusive")
+    if sum(bool(x) for x in (o["body_file"], o["bodies_file"], o["prompt_tokens"])) > 1:
+        raise click.UsageError("--body, --bodies and --prompt-tokens are exclusive")
+    try:
+        bodies = read_bodies(o["bodies_file"]) if o["bodies_file"] else None
+    except (OSError, ValueError) as exc:
+        raise click.BadParameter(str(exc), param_hint="--bodies") from None
     extra = {}
     if o["extra"]:
         try:
@@ -184,7 +199,8 @@ def make_config(rate: float, o: dict[str, Any]) -> AttackConfig:
             raise click.BadParameter("--extra must be a JSON object")
     spec = WorkloadSpec(
         body=Path(o["body_file"]).read_bytes() if o["body_file"] else None,
-        body_file=o["body_file"],
+        body_file=o["body_file"] or o["bodies_file"],
+        bodies=bodies,
         endpoint=endpoint_kind(o["url"]),
         prompt_tokens=o["prompt_tokens"],
         max_tokens=o["max_tokens"],

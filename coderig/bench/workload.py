@@ -43,6 +43,8 @@ class WorkloadSpec:
 
     body: bytes | None = None
     body_file: str | None = None
+    # A sequence of bodies sent in order (cycling): a scripted workload, e.g. developers typing.
+    bodies: list[bytes] | None = None
     endpoint: str = "completions"
     prompt_tokens: int | None = None
     max_tokens: int | None = None
@@ -59,7 +61,12 @@ class WorkloadSpec:
     def describe(self) -> dict[str, Any]:
         """The workload's fields for the results header (the body itself is not copied)."""
         return {
-            "workload": "body" if self.body is not None else "generated",
+            "workload": "bodies"
+            if self.bodies
+            else "body"
+            if self.body is not None
+            else "generated",
+            "bodies": len(self.bodies) if self.bodies else None,
             "body_file": self.body_file,
             "endpoint": self.endpoint,
             "prompt_tokens": self.prompt_tokens,
@@ -73,6 +80,26 @@ class WorkloadSpec:
             "tokenizer": self.tokenizer,
             "extra": self.extra,
         }
+
+
+def read_bodies(path: str) -> list[bytes]:
+    """One JSON body per non-empty line (JSON Lines), each checked to be a JSON object."""
+    bodies = []
+    with open(path, "rb") as handle:
+        for number, line in enumerate(handle, 1):
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                obj = json.loads(line)
+            except ValueError as exc:
+                raise ValueError(f"{path}:{number}: not JSON ({exc})") from None
+            if not isinstance(obj, dict):
+                raise ValueError(f"{path}:{number}: a body must be a JSON object")
+            bodies.append(line)
+    if not bodies:
+        raise ValueError(f"{path}: no bodies")
+    return bodies
 
 
 def fixed_body(raw: bytes, stream: bool | None, include_usage: bool = True) -> tuple[bytes, bool]:
