@@ -26,6 +26,11 @@ class LlamaCppEngine:
     threads: int
     n_ctx: int = 4096
     n_batch: int = 512
+    # Bytes of llama.cpp KV states kept in RAM per replica (llama-cpp-python's LlamaRAMCache),
+    # keyed by token prefix: with it a replica holds several developers' prompts, not only its
+    # last one. 0 = only the last prompt. Each completion then also saves its state (~23 KB
+    # per token for SmolLM2-135M), which costs time: measure it (benchmarks/prefix_routing.py).
+    prompt_cache_bytes: int = 0
     name: str = "llamacpp"
     slots: int = 1
     supports_min_tokens: bool = True
@@ -47,6 +52,9 @@ class LlamaCppEngine:
             "--disable_ping_events", "true",
             "--verbose", "false",
         ]  # fmt: skip
+        if self.prompt_cache_bytes > 0:
+            argv += ["--cache", "true", "--cache_type", "ram"]
+            argv += ["--cache_size", str(self.prompt_cache_bytes)]
         # Not /v1/models: llama_cpp.server takes the model lock there, so it would not answer
         # while a long generation runs and the pool would kill a healthy, busy replica.
         return Launch(

@@ -64,6 +64,12 @@ def prompt_cache_usage(llama, prompt: object) -> dict | None:
     cached = 0
     if llama.n_tokens > 0:
         cached = llama.longest_token_prefix(llama._input_ids.tolist(), tokens[:-1])
+    if llama.cache is not None:
+        # With a RAM prompt cache, llama-cpp-python loads the stored state sharing the longest
+        # prefix when it beats what is already evaluated.
+        key = llama.cache._find_longest_prefix_key(tuple(tokens))
+        if key is not None:
+            cached = max(cached, llama.longest_token_prefix(list(key), tokens[:-1]))
     return {"prompt_tokens": len(tokens), "prompt_tokens_details": {"cached_tokens": cached}}
 
 

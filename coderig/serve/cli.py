@@ -95,6 +95,13 @@ log = logging.getLogger("coderig.serve")
     help="Where replica logs go. Default: a new temporary directory.",
 )
 @click.option(
+    "--prompt-cache",
+    default="0",
+    show_default=True,
+    help="RAM per llama.cpp replica for saved prompt KV states (e.g. 512MiB), so a replica "
+    "reuses several developers' prompts, not only its last one. 0: last prompt only.",
+)
+@click.option(
     "--max-header-size",
     default="64KiB",
     show_default=True,
@@ -199,6 +206,7 @@ def serve(**options) -> None:
             log_dir=options["log_dir"],
             api_keys_file=options["api_keys_file"],
             routing=options["routing"],
+            prompt_cache_bytes=parse_size(options["prompt_cache"]),
             max_head_bytes=parse_size(options["max_header_size"]),
             head_timeout=parse_duration(options["header_timeout"]),
             body_read_timeout=parse_duration(options["body_timeout"]),
@@ -250,7 +258,12 @@ def build_gateway(settings: ServeSettings, console: Console | None = None):
         )
     except FimConfigError as exc:
         raise click.ClickException(str(exc)) from exc
-    engine = LlamaCppEngine(resolved.path, threads=settings.threads(), n_ctx=settings.max_model_len)
+    engine = LlamaCppEngine(
+        resolved.path,
+        threads=settings.threads(),
+        n_ctx=settings.max_model_len,
+        prompt_cache_bytes=settings.prompt_cache_bytes,
+    )
     log_dir = settings.log_dir or Path(tempfile.mkdtemp(prefix="coderig-"))
     pool = ReplicaPool(
         engine,
