@@ -9,19 +9,25 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi import APIRouter, Body, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from coderig import __version__
 from coderig.serve.auth import Authenticator, KeyStore, RateLimiter, require_key
+from coderig.serve.editors.infill import InfillAPI, InfillRequest
+from coderig.serve.editors.ollama import GenerateRequest, OllamaAPI, ShowRequest
+from coderig.serve.editors.openai import is_tabby_body, openai_editor_rules, validate_body
+from coderig.serve.editors.tabby import TabbyAPI, TabbyCompletionRequest
 from coderig.serve.errors import OpenAIError, install_error_handlers
 from coderig.serve.fim import FIM_HEADER, FimTemplate
 from coderig.serve.generate import Delta, Finished, GenerationRequest, Generator
 from coderig.serve.limits import BodySizeLimit
 from coderig.serve.metrics import GatewayMetrics
 from coderig.serve.pool import Replica, ReplicaPool, ReplicaState
+from coderig.serve.postprocess import apply_editor_rules
 from coderig.serve.prompts import PromptBuilder, RenderedPrompt
 from coderig.serve.schemas import (
     ChatCompletionRequest,
@@ -35,6 +41,9 @@ from coderig.serve.settings import ServeSettings
 from coderig.serve.tokenizer import Tokenizer
 
 log = logging.getLogger("coderig.serve")
+
+# Editor request bodies read by hand (any Content-Type), listed in the OpenAPI schema.
+EDITOR_BODIES = (InfillRequest, GenerateRequest, ShowRequest)
 
 ERROR_RESPONSES = {
     400: {"model": ErrorResponse, "description": "Invalid request"},
@@ -185,6 +194,7 @@ def create_app(gateway: Gateway, *, manage_lifecycle: bool = True) -> FastAPI:
         return Response(generate_latest(gateway.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     v1 = APIRouter(dependencies=[Depends(require_key)])
+    tabby = TabbyAPI(gateway)
 
     @v1.get("/v1/models", response_model=ModelList, tags=["openai"])
     async def models() -> dict:
@@ -204,10 +214,15 @@ def create_app(gateway: Gateway, *, manage_lifecycle: bool = True) -> FastAPI:
 
     @v1.post(
         "/v1/completions",
-        tags=["openai"],
+        tags=["openai", "tabby"],
         responses={200: {"model": CompletionResponse}, **ERROR_RESPONSES},
+        openapi_extra=_one_of_body(CompletionRequest, TabbyCompletionRequest),
     )
-    async def completions(body: CompletionRequest, request: Request) -> Response:
+    async def completions(raw: Annotated[Any, Body()], request: Request) -> Response:
+        """OpenAI's completion (``prompt``), or Tabby's (``segments``) on the same path."""
+        if is_tabby_body(raw):
+            return await tabby.complete(raw, request)
+        body: CompletionRequest = validate_body(CompletionRequest, raw)
         gateway.check_model(body.model)
         rendered = gateway.prompts.completion(body.prompt, body.suffix)  # type: ignore[arg-type]
         gen = gateway.generation_request(
@@ -215,6 +230,18 @@ def create_app(gateway: Gateway, *, manage_lifecycle: bool = True) -> FastAPI:
         )
         headers = {FIM_HEADER: rendered.fim} if rendered.fim else {}
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
+        rules = openai_editor_rules(body, gateway.settings)
+        events = (
+            apply_editor_rules(
+                gateway.generator.run(gen),
+                gen,
+                rules,
+                metrics=gateway.metrics,
+                count_tokens=gateway.generator.count_tokens,
+            )
+            if rules
+            else None
+        )
         return await respond(
             request,
             gateway,
@@ -223,6 +250,7 @@ def create_app(gateway: Gateway, *, manage_lifecycle: bool = True) -> FastAPI:
             body.stream,
             include_usage,
             headers,
+            events,
         )
 
     @v1.post(
@@ -241,7 +269,41 @@ def create_app(gateway: Gateway, *, manage_lifecycle: bool = True) -> FastAPI:
         )
 
     app.include_router(v1)
+    app.include_router(tabby.router)
+    app.include_router(InfillAPI(gateway).router)
+    app.include_router(OllamaAPI(gateway).router)
+    _document_schemas(app, CompletionRequest, TabbyCompletionRequest, *EDITOR_BODIES)
     return app
+
+
+def _one_of_body(*models) -> dict:
+    """OpenAPI: a request body that is one of ``models`` (documented by _document_schemas)."""
+    refs = [{"$ref": f"#/components/schemas/{model.__name__}"} for model in models]
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": {"oneOf": refs}}},
+        }
+    }
+
+
+def _document_schemas(app: FastAPI, *models) -> None:
+    """Add ``models`` (bodies read by hand, so FastAPI does not list them) to the OpenAPI."""
+    generate = app.openapi
+
+    def openapi() -> dict:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = generate()
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        for model in models:
+            model_schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+            for name, definition in model_schema.pop("$defs", {}).items():
+                components.setdefault(name, definition)
+            components[model.__name__] = model_schema
+        return schema
+
+    app.openapi = openapi
 
 
 # --- response shaping ------------------------------------------------------------------
@@ -334,8 +396,9 @@ async def respond(
     stream: bool,
     include_usage: bool,
     headers: dict[str, str],
+    events: AsyncIterator | None = None,
 ) -> Response:
-    events = gateway.generator.run(gen)
+    events = events if events is not None else gateway.generator.run(gen)
     metrics = gateway.metrics
     if not stream:
         return await _whole_response(request, events, gen, fmt, metrics, headers)
