@@ -9,6 +9,7 @@ replica died or none is ready (retry), 502 when the engine rejected what we sent
 
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -112,11 +113,14 @@ class Generator:
         finish_reason = "stop"
         upstream_usage: dict | None = None
         try:
-            async with self.pool.lease(replica):
+            # aclosing: when this generator is closed at a yield (a client or a stop rule ends
+            # the generation), the replica stream closes now, not whenever GC finalizes it.
+            chunks = stream_completion(
+                self.client, replica.url, payload, stall_timeout=self.stall_timeout
+            )
+            async with self.pool.lease(replica), contextlib.aclosing(chunks):
                 self.metrics.queue_wait.observe(time.monotonic() - request.received)
-                async for chunk in stream_completion(
-                    self.client, replica.url, payload, stall_timeout=self.stall_timeout
-                ):
+                async for chunk in chunks:
                     if chunk.get("usage"):
                         upstream_usage = chunk["usage"]
                     choices = chunk.get("choices") or []
