@@ -132,3 +132,16 @@ def test_a_wrong_key_leaves_the_agent_unauthorized(cli, keyed_server, tmp_path):
         assert client.call("getStatus") == "unauthorized"
     finally:
         client.close()
+
+
+def test_editor_routes_need_the_key_and_refuse_in_their_own_shape(keyed_server):
+    url = keyed_server.url
+    assert httpx.get(f"{url}/v1/health", timeout=10).status_code == 401
+    infill = httpx.post(f"{url}/infill", json={"input_prefix": "x"}, timeout=10)
+    assert infill.status_code == 401
+    assert infill.json()["error"]["type"] == "authentication_error"
+    tags = httpx.get(f"{url}/api/tags", timeout=10)
+    assert tags.status_code == 401 and isinstance(tags.json()["error"], str)
+    auth = {"Authorization": f"Bearer {KEY}"}
+    assert httpx.get(f"{url}/api/tags", headers=auth, timeout=10).status_code == 200
+    assert httpx.get(f"{url}/v1/health", headers=auth, timeout=10).status_code == 200
