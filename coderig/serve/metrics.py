@@ -79,7 +79,7 @@ class GatewayMetrics:
             ["rule", "language"],
             registry=r,
         )
-        self.tokens_saved = Counter(
+        self.stop_tokens_saved = Counter(
             "coderig_tokens_saved",
             "Estimated tokens not generated because a stop rule or the time budget cancelled the "
             "generation: max_tokens minus the tokens generated (an upper bound).",

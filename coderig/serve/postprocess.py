@@ -272,6 +272,9 @@ async def _cut(
     finish_reason: str = "length",
 ) -> Finished:
     """Stop the upstream generation now and account for it as the generator would have."""
+    # Tells the generator's cancellation accounting why it was closed (main's GenerationRequest
+    # has this field; setting it is harmless where it does not).
+    gen.cancel_reason = "time_budget" if rule == TIME_BUDGET else "stop_rule"
     await events.aclose()
     generated = max(len(raw), count_tokens("".join(raw)))
     saved = max(0, gen.max_tokens - generated)
@@ -288,4 +291,4 @@ def _count_hit(metrics: GatewayMetrics, report: StopReport, rule: str, saved: in
     report.tokens_saved = saved
     metrics.stop_rule_hits.labels(rule, report.language).inc()
     if saved:
-        metrics.tokens_saved.inc(saved)
+        metrics.stop_tokens_saved.inc(saved)
