@@ -391,3 +391,34 @@ def test_editor_shapes_apply_stop_rules_by_default(server):
     assert tabby.headers["x-coderig-stop"].startswith("rule=")
     assert ollama.json()["response"] == ruled
     assert ollama.json()["eval_count"] < 48
+
+
+# --- hardening ---------------------------------------------------------------------------------
+
+
+def test_unpaired_surrogates_are_a_400_in_each_shape_not_a_500(server):
+    bad = '"\\ud800x"'
+    headers = {"content-type": "application/json"}
+    tabby = post(server, "/v1/completions", content=f'{{"segments": {{"prefix": {bad}}}}}',
+                 headers=headers)  # fmt: skip
+    assert tabby.status_code == 422 and "surrogate" in tabby.text
+    infill = post(server, "/infill", content=f'{{"input_prefix": {bad}}}')
+    assert infill.status_code == 400 and "surrogate" in infill.json()["error"]["message"]
+    ollama = post(server, "/api/generate", content=f'{{"model": "{MODEL}", "prompt": {bad}}}')
+    assert ollama.status_code == 400 and "surrogate" in ollama.json()["error"]
+
+
+def test_an_empty_infill_is_an_empty_completion(server):
+    answer = infill(server, input_prefix="", input_suffix="", n_predict=8).json()
+    assert answer["content"] == "" and answer["stop"] is True
+    warm = infill(server, input_prefix="", input_suffix="", n_predict=0)
+    assert warm.status_code == 200
+
+
+def test_the_openapi_document_stays_coderigs_own(server):
+    schema = httpx.get(f"{server.url}/openapi.json", timeout=10).json()
+    body = schema["paths"]["/v1/completions"]["post"]["requestBody"]
+    assert body["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/CompletionRequest"
+    }
+    assert not {"/infill", "/api/generate", "/v1/health", "/v1/events"} & set(schema["paths"])

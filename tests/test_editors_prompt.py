@@ -101,3 +101,16 @@ def test_prefix_tracker_estimates_the_shared_prefix():
     assert tracker.cached([1, 2, 3]) == 0
     tracker.sent([1, 2, 3, 4])
     assert tracker.cached([1, 2, 9]) == 2
+
+
+def test_editor_token_budgets_are_lowered_to_fit_not_refused(tokenizer):
+    from coderig.serve.editors.common import generation_request
+
+    built = builder(tokenizer, max_model_len=256)
+    gateway = built.gateway
+    gateway.prompts.max_tokens_limit = 32
+    prompt = built.build(prefix="x = ", suffix=None, reserve=8)
+    gen = generation_request(gateway, "t", prompt, max_tokens=10**6, default_max=16, sampling={})
+    assert gen.max_tokens == 32
+    gen = generation_request(gateway, "t", prompt, max_tokens=None, default_max=16, sampling={})
+    assert gen.max_tokens == 16

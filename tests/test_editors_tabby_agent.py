@@ -145,3 +145,13 @@ def test_editor_routes_need_the_key_and_refuse_in_their_own_shape(keyed_server):
     auth = {"Authorization": f"Bearer {KEY}"}
     assert httpx.get(f"{url}/api/tags", headers=auth, timeout=10).status_code == 200
     assert httpx.get(f"{url}/v1/health", headers=auth, timeout=10).status_code == 200
+
+
+def test_a_tabby_completion_body_needs_the_key_too(keyed_server):
+    body = {"language": "python", "segments": {"prefix": "x = "}, "max_tokens": 2}
+    url = f"{keyed_server.url}/v1/completions"
+    assert httpx.post(url, json=body, timeout=60).status_code == 401
+    wrong = {"Authorization": "Bearer sk-wrong-000000000"}
+    assert httpx.post(url, json=body, headers=wrong, timeout=60).status_code == 401
+    right = {"Authorization": f"Bearer {KEY}"}
+    assert httpx.post(url, json=body, headers=right, timeout=60).status_code == 200

@@ -9,18 +9,17 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from coderig import __version__
 from coderig.serve.auth import Authenticator, KeyStore, RateLimiter, require_key
-from coderig.serve.editors.infill import InfillAPI, InfillRequest
-from coderig.serve.editors.ollama import GenerateRequest, OllamaAPI, ShowRequest
-from coderig.serve.editors.openai import is_tabby_body, openai_editor_rules, validate_body
-from coderig.serve.editors.tabby import TabbyAPI, TabbyCompletionRequest
+from coderig.serve.editors.infill import InfillAPI
+from coderig.serve.editors.ollama import OllamaAPI
+from coderig.serve.editors.openai import openai_editor_rules
+from coderig.serve.editors.tabby import TabbyAPI
 from coderig.serve.errors import OpenAIError, install_error_handlers
 from coderig.serve.fim import FIM_HEADER, FimTemplate
 from coderig.serve.generate import Delta, Finished, GenerationRequest, Generator
@@ -41,9 +40,6 @@ from coderig.serve.settings import ServeSettings
 from coderig.serve.tokenizer import Tokenizer
 
 log = logging.getLogger("coderig.serve")
-
-# Editor request bodies read by hand (any Content-Type), listed in the OpenAPI schema.
-EDITOR_BODIES = (InfillRequest, GenerateRequest, ShowRequest)
 
 ERROR_RESPONSES = {
     400: {"model": ErrorResponse, "description": "Invalid request"},
@@ -193,8 +189,9 @@ def create_app(gateway: Gateway, *, manage_lifecycle: bool = True) -> FastAPI:
         """Prometheus text exposition."""
         return Response(generate_latest(gateway.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    v1 = APIRouter(dependencies=[Depends(require_key)])
     tabby = TabbyAPI(gateway)
+    # POST /v1/completions with Tabby's `segments` is handed to Tabby's handler.
+    v1 = APIRouter(dependencies=[Depends(require_key)], route_class=tabby.dispatch_route_class())
 
     @v1.get("/v1/models", response_model=ModelList, tags=["openai"])
     async def models() -> dict:
@@ -214,15 +211,10 @@ def create_app(gateway: Gateway, *, manage_lifecycle: bool = True) -> FastAPI:
 
     @v1.post(
         "/v1/completions",
-        tags=["openai", "tabby"],
+        tags=["openai"],
         responses={200: {"model": CompletionResponse}, **ERROR_RESPONSES},
-        openapi_extra=_one_of_body(CompletionRequest, TabbyCompletionRequest),
     )
-    async def completions(raw: Annotated[Any, Body()], request: Request) -> Response:
-        """OpenAI's completion (``prompt``), or Tabby's (``segments``) on the same path."""
-        if is_tabby_body(raw):
-            return await tabby.complete(raw, request)
-        body: CompletionRequest = validate_body(CompletionRequest, raw)
+    async def completions(body: CompletionRequest, request: Request) -> Response:
         gateway.check_model(body.model)
         rendered = gateway.prompts.completion(body.prompt, body.suffix)  # type: ignore[arg-type]
         gen = gateway.generation_request(
@@ -272,38 +264,7 @@ def create_app(gateway: Gateway, *, manage_lifecycle: bool = True) -> FastAPI:
     app.include_router(tabby.router)
     app.include_router(InfillAPI(gateway).router)
     app.include_router(OllamaAPI(gateway).router)
-    _document_schemas(app, CompletionRequest, TabbyCompletionRequest, *EDITOR_BODIES)
     return app
-
-
-def _one_of_body(*models) -> dict:
-    """OpenAPI: a request body that is one of ``models`` (documented by _document_schemas)."""
-    refs = [{"$ref": f"#/components/schemas/{model.__name__}"} for model in models]
-    return {
-        "requestBody": {
-            "required": True,
-            "content": {"application/json": {"schema": {"oneOf": refs}}},
-        }
-    }
-
-
-def _document_schemas(app: FastAPI, *models) -> None:
-    """Add ``models`` (bodies read by hand, so FastAPI does not list them) to the OpenAPI."""
-    generate = app.openapi
-
-    def openapi() -> dict:
-        if app.openapi_schema:
-            return app.openapi_schema
-        schema = generate()
-        components = schema.setdefault("components", {}).setdefault("schemas", {})
-        for model in models:
-            model_schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
-            for name, definition in model_schema.pop("$defs", {}).items():
-                components.setdefault(name, definition)
-            components[model.__name__] = model_schema
-        return schema
-
-    app.openapi = openapi
 
 
 # --- response shaping ------------------------------------------------------------------

@@ -6,15 +6,54 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from fastapi import Request
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from coderig.serve.editors.prompt import EditorPrompt
 from coderig.serve.errors import OpenAIError
 from coderig.serve.generate import Delta, Event, Finished, GenerationRequest
 from coderig.serve.postprocess import EditorRules, StopReport, apply_editor_rules
+
+
+class EditorBody(BaseModel):
+    """Base of the editor APIs' request bodies: unknown fields are ignored (editors send many),
+    NaN and infinities are refused, and so are strings with unpaired UTF-16 surrogates (JSON can
+    escape them; the tokenizer could not encode them)."""
+
+    model_config = ConfigDict(extra="ignore", allow_inf_nan=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _valid_unicode(cls, data: Any) -> Any:
+        where = _surrogate(data, "")
+        if where is not None:
+            raise ValueError(f"{where or 'body'} contains an unpaired UTF-16 surrogate")
+        return data
+
+
+def _surrogate(value: Any, path: str) -> str | None:
+    """The path of the first string with an unpaired surrogate in ``value``, or None."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return path
+        return None
+    if isinstance(value, dict):
+        items = value.items()
+    elif isinstance(value, list):
+        items = enumerate(value)
+    else:
+        return None
+    for key, item in items:
+        found = _surrogate(key, path) if isinstance(key, str) else None
+        found = found if found is not None else _surrogate(item, f"{path}.{key}".lstrip("."))
+        if found is not None:
+            return found
+    return None
+
 
 Body = TypeVar("Body", bound=BaseModel)
 
@@ -43,12 +82,6 @@ async def read_body(request: Request, model: type[Body]) -> Body:
         ) from exc
 
 
-def documented_body(model: type[BaseModel]) -> dict:
-    """``openapi_extra`` for a route that reads ``model`` with :func:`read_body`."""
-    ref = {"$ref": f"#/components/schemas/{model.__name__}"}
-    return {"requestBody": {"required": True, "content": {"application/json": {"schema": ref}}}}
-
-
 def key_name(request: Request) -> str:
     principal = getattr(request.state, "principal", None)
     return principal.name if principal is not None else "anonymous"
@@ -65,8 +98,13 @@ def generation_request(
     stop: list[str] | None = None,
     user: str | None = None,
 ) -> GenerationRequest:
-    """A generation for ``prompt``, with the same limits as the OpenAI routes."""
+    """A generation for ``prompt``. Unlike the OpenAI routes, a token budget above the server's
+    limit or the context left is lowered to fit, as llama.cpp does with ``n_predict``: an editor
+    cannot act on a 400, and a shorter completion is still a completion."""
     rendered = prompt.rendered
+    if max_tokens is not None:
+        room = gateway.settings.max_model_len - rendered.tokens
+        max_tokens = max(1, min(max_tokens, gateway.prompts.max_tokens_limit, room))
     budget = gateway.prompts.max_tokens(max_tokens, rendered.tokens, default_max)
     return GenerationRequest(
         route=route,

@@ -24,12 +24,12 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from coderig.serve.auth import require_key
 from coderig.serve.editors.common import (
+    EditorBody,
     collect,
-    documented_body,
     editor_events,
     generation_request,
     key_name,
@@ -47,15 +47,12 @@ from coderig.serve.postprocess import EditorRules, StopReport
 DEFAULT_N_PREDICT = 128
 
 
-class ExtraChunk(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+class ExtraChunk(EditorBody):
     filename: str = "tmp"  # llama.cpp's default
     text: str = ""
 
 
-class InfillRequest(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
+class InfillRequest(EditorBody):
     input_prefix: str = ""
     input_suffix: str = ""
     input_extra: list[ExtraChunk] = Field(default_factory=list)
@@ -111,9 +108,10 @@ class InfillAPI:
             dependencies=[Depends(require_key)],
             route_class=api_route_class(llamacpp_error),
             tags=["llama.cpp"],
+            include_in_schema=False,
         )
 
-        @router.post("/infill", openapi_extra=documented_body(InfillRequest))
+        @router.post("/infill")
         async def infill(request: Request) -> Response:
             """Fill in the middle, llama.cpp-style (llama.vim, llama.vscode)."""
             return await self.handle(await read_body(request, InfillRequest), request)
@@ -131,8 +129,16 @@ class InfillAPI:
         )
         snippets = [ContextSnippet(c.filename, c.text, "extra") for c in body.input_extra]
         n_predict = DEFAULT_N_PREDICT if body.n_predict < 0 else body.n_predict
+        n_predict = min(n_predict, gateway.prompts.max_tokens_limit)
         if n_predict == 0:
             return self._warm_up(body, snippets, language, started)
+        if not (code or body.input_suffix):
+            # Nothing around the cursor: nothing to complete (the prefix-only fallback of a
+            # model without FIM tokens could not even start).
+            outcome = _Outcome(gateway.model_name, False, 0, started)
+            gateway.metrics.requests.labels("infill", "200").inc()
+            answer = outcome.final("", Finished("stop", 0, 0))
+            return JSONResponse(_select(answer, body.response_fields))
         prompt = self.prompts.build(
             prefix=body.input_prefix,
             suffix=body.input_suffix,
@@ -154,7 +160,7 @@ class InfillAPI:
             gateway,
             "infill",
             prompt,
-            max_tokens=n_predict,
+            max_tokens=None if body.n_predict < 0 else n_predict,
             default_max=DEFAULT_N_PREDICT,
             sampling={
                 "temperature": body.temperature,
@@ -185,6 +191,9 @@ class InfillAPI:
 
     def _warm_up(self, body, snippets, language, started: float) -> Response:
         """Send the prompt to a replica in the background (one token) and answer now."""
+        if not (body.input_prefix or body.input_suffix or body.prompt or snippets):
+            outcome = _Outcome(self.gateway.model_name, False, 0, started)
+            return JSONResponse(_select(outcome.final("", Finished("length", 0, 0)), None))
         prompt = self.prompts.build(
             prefix=body.input_prefix,
             suffix=body.input_suffix,

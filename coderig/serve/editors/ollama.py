@@ -29,12 +29,12 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from coderig.serve.auth import require_key
 from coderig.serve.editors.common import (
+    EditorBody,
     collect,
-    documented_body,
     editor_events,
     generation_request,
     key_name,
@@ -51,8 +51,7 @@ from coderig.serve.postprocess import EditorRules, StopReport
 NDJSON = "application/x-ndjson"
 
 
-class GenerateOptions(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+class GenerateOptions(EditorBody):
     num_predict: int | None = Field(default=None, ge=-2)
     temperature: float | None = Field(default=None, ge=0.0)
     top_k: int | None = Field(default=None, ge=0)
@@ -63,8 +62,7 @@ class GenerateOptions(BaseModel):
     frequency_penalty: float | None = None
 
 
-class GenerateRequest(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+class GenerateRequest(EditorBody):
     model: str = ""
     prompt: str = ""
     suffix: str = ""
@@ -83,8 +81,7 @@ class GenerateRequest(BaseModel):
     t_max_predict_ms: int | None = Field(default=None, ge=0, description="coderig: time budget.")
 
 
-class ShowRequest(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+class ShowRequest(EditorBody):
     model: str = ""
     name: str = ""  # older clients (Continue) send "name"
 
@@ -138,9 +135,10 @@ class OllamaAPI:
             dependencies=[Depends(require_key)],
             route_class=api_route_class(ollama_error),
             tags=["ollama"],
+            include_in_schema=False,
         )
 
-        @router.post("/api/generate", openapi_extra=documented_body(GenerateRequest))
+        @router.post("/api/generate")
         async def ollama_generate(request: Request) -> Response:
             """Generate a completion (``suffix`` for fill-in-the-middle), NDJSON by default."""
             return await self.generate(await read_body(request, GenerateRequest), request)
@@ -150,7 +148,7 @@ class OllamaAPI:
             """The served model, as Ollama lists local models."""
             return {"models": [self.model_entry()]}
 
-        @router.post("/api/show", openapi_extra=documented_body(ShowRequest))
+        @router.post("/api/show")
         async def ollama_show(request: Request) -> dict:
             """The served model's template (with ``.Suffix`` for FIM), parameters and details."""
             body = await read_body(request, ShowRequest)

@@ -4,8 +4,10 @@ calls it, so a team can point the Tabby extension at coderig.
 * ``GET /v1/health`` (and ``POST``, the agent's fallback): the agent reads ``model``, ``device``
   and ``version.git_describe``; it fetches the server setting only from servers ≥ 0.9, so the
   version names the Tabby API level coderig follows.
-* ``POST /v1/completions`` with ``segments``: shares its path with OpenAI's completions; the
-  OpenAI route hands a body with ``segments`` to :meth:`TabbyAPI.complete`. Answers
+* ``POST /v1/completions`` with ``segments``: shares its path with OpenAI's completions. The
+  OpenAI router's route class (:meth:`TabbyAPI.dispatch_route_class`) looks at the body first
+  and hands one with ``segments`` to :meth:`TabbyAPI.complete`; any other body goes to the
+  OpenAI route untouched (same validation, errors and OpenAPI document). Answers
   ``{id, choices: [{index, text}]}``. Editor stop rules are on (Tabby stops at block ends too).
 * ``POST /v1/events`` (``view``, ``select``, ``dismiss``): counted per language and key name of
   the completion they are about, with an acceptance rate (selects per view) in /metrics.
@@ -14,10 +16,13 @@ calls it, so a team can point the Tabby extension at coderig.
 
 Every route needs the API key when keys are configured (Tabby protects all of ``/v1/*``; the agent
 then shows "unauthorized"). Rejected bodies get Tabby's plain-text 400/422, not OpenAI's JSON.
+The routes are left out of coderig's OpenAPI document, which describes coderig's own (OpenAI)
+API; Tabby's API is Tabby's (its shapes are the pydantic models below).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import time
@@ -27,11 +32,13 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from fastapi.routing import APIRoute
+from pydantic import Field, ValidationError
 
 from coderig import __version__
 from coderig.serve.auth import require_key
 from coderig.serve.editors.common import (
+    EditorBody,
     collect,
     editor_events,
     generation_request,
@@ -51,8 +58,7 @@ TABBY_MAX_TOKENS = 64
 COMPLETION_LOG_SIZE = 10_000
 
 
-class _Body(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+_Body = EditorBody
 
 
 class Declaration(_Body):
@@ -149,6 +155,30 @@ class TabbyAPI:
 
     # --- /v1/completions with segments -----------------------------------------------------
 
+    def dispatch_route_class(self) -> type[APIRoute]:
+        """A route class for the OpenAI router: on ``POST /v1/completions``, a JSON object with
+        ``segments`` goes to Tabby's handler; everything else to the route's own handler, which
+        reads the same (cached) body."""
+        tabby = self
+
+        class TabbyDispatchRoute(APIRoute):
+            def get_route_handler(self):
+                handler = super().get_route_handler()
+                if self.path != "/v1/completions":
+                    return handler
+
+                async def dispatch(request: Request) -> Response:
+                    raw = _json_object(await request.body())
+                    if raw is not None and "segments" in raw:
+                        # The route's dependencies are not run on this path: check the key here.
+                        await require_key(request)
+                        return await tabby.complete(raw, request)
+                    return await handler(request)
+
+                return dispatch
+
+        return TabbyDispatchRoute
+
     async def complete(self, raw: dict[str, Any], request: Request) -> Response:
         """Answer a Tabby completion body (errors in Tabby's shape)."""
         try:
@@ -173,7 +203,7 @@ class TabbyAPI:
         if debug.raw_prompt is None and (segments is None or not segments.prefix):
             # Tabby: "empty prompt from completion request".
             raise OpenAIError(400, "segments.prefix must not be empty", code="empty_prompt")
-        max_tokens = body.max_tokens or TABBY_MAX_TOKENS
+        max_tokens = min(body.max_tokens or TABBY_MAX_TOKENS, gateway.prompts.max_tokens_limit)
         if debug.raw_prompt is not None:
             language, _ = self.languages.resolve(language=body.language, code=debug.raw_prompt)
             prompt = self.prompts.build(
@@ -202,7 +232,7 @@ class TabbyAPI:
             gateway,
             "tabby",
             prompt,
-            max_tokens=max_tokens,
+            max_tokens=body.max_tokens,
             default_max=TABBY_MAX_TOKENS,
             sampling={"temperature": body.temperature, "seed": body.seed},
             user=body.user,
@@ -266,6 +296,7 @@ class TabbyAPI:
             dependencies=[Depends(require_key)],
             route_class=api_route_class(tabby_error),
             tags=["tabby"],
+            include_in_schema=False,
         )
 
         @router.get("/v1/health")
@@ -290,6 +321,14 @@ class TabbyAPI:
             return Response(status_code=200)
 
         return router
+
+
+def _json_object(data: bytes) -> dict | None:
+    try:
+        raw = json.loads(data)
+    except ValueError:
+        return None
+    return raw if isinstance(raw, dict) else None
 
 
 def _snippets(segments: Segments) -> list[ContextSnippet]:
