@@ -17,6 +17,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from coderig import __version__
 from coderig.serve.auth import Authenticator, KeyStore, RateLimiter, require_key
+from coderig.serve.editors.infill import InfillAPI
+from coderig.serve.editors.ollama import OllamaAPI
+from coderig.serve.editors.openai import openai_editor_rules
+from coderig.serve.editors.tabby import TabbyAPI
 from coderig.serve.errors import OpenAIError, install_error_handlers
 from coderig.serve.fim import FIM_HEADER, FimTemplate
 from coderig.serve.generate import Admission, Delta, Finished, GenerationRequest, Generator
@@ -24,6 +28,7 @@ from coderig.serve.limits import BodySizeLimit
 from coderig.serve.metrics import GatewayMetrics
 from coderig.serve.openapi import install_openapi
 from coderig.serve.pool import Replica, ReplicaPool, ReplicaState
+from coderig.serve.postprocess import apply_editor_rules
 from coderig.serve.prompts import PromptBuilder, RenderedPrompt
 from coderig.serve.routing import Router
 from coderig.serve.schemas import (
@@ -208,7 +213,9 @@ def create_app(gateway: Gateway, *, manage_lifecycle: bool = True) -> FastAPI:
         """Prometheus text exposition."""
         return Response(generate_latest(gateway.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    v1 = APIRouter(dependencies=[Depends(require_key)])
+    tabby = TabbyAPI(gateway)
+    # POST /v1/completions with Tabby's `segments` is handed to Tabby's handler.
+    v1 = APIRouter(dependencies=[Depends(require_key)], route_class=tabby.dispatch_route_class())
 
     @v1.get("/v1/models", response_model=ModelList, tags=["openai"])
     async def models() -> dict:
@@ -244,6 +251,18 @@ def create_app(gateway: Gateway, *, manage_lifecycle: bool = True) -> FastAPI:
         )
         headers = {FIM_HEADER: rendered.fim} if rendered.fim else {}
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
+        rules = openai_editor_rules(body, gateway.settings)
+        events = (
+            apply_editor_rules(
+                gateway.generator.run(gen),
+                gen,
+                rules,
+                metrics=gateway.metrics,
+                count_tokens=gateway.generator.count_tokens,
+            )
+            if rules
+            else None
+        )
         return await respond(
             request,
             gateway,
@@ -252,6 +271,7 @@ def create_app(gateway: Gateway, *, manage_lifecycle: bool = True) -> FastAPI:
             body.stream,
             include_usage,
             headers,
+            events,
         )
 
     @v1.post(
@@ -275,6 +295,9 @@ def create_app(gateway: Gateway, *, manage_lifecycle: bool = True) -> FastAPI:
         )
 
     app.include_router(v1)
+    app.include_router(tabby.router)
+    app.include_router(InfillAPI(gateway).router)
+    app.include_router(OllamaAPI(gateway).router)
     return app
 
 
@@ -368,8 +391,9 @@ async def respond(
     stream: bool,
     include_usage: bool,
     headers: dict[str, str],
+    events: AsyncIterator | None = None,
 ) -> Response:
-    events = gateway.generator.run(gen)
+    events = events if events is not None else gateway.generator.run(gen)
     metrics = gateway.metrics
     if not stream:
         return await _whole_response(request, events, gen, fmt, metrics, headers)

@@ -169,6 +169,12 @@ log = logging.getLogger("coderig.serve")
     help="Require an API key for /metrics too.",
 )
 @click.option(
+    "--editor-time-budget",
+    default=None,
+    help="Editor APIs (Tabby, /infill, Ollama): stop generating this long after the first "
+    "token, once a line is complete, when the request sets no t_max_predict_ms (e.g. 1500ms).",
+)
+@click.option(
     "--log-level",
     default="info",
     show_default=True,
@@ -217,10 +223,15 @@ def serve(**options) -> None:
             else parse_duration(options["max_queue_wait"]),
             rate_limit_per_key=options["rate_limit_per_key"],
             protect_metrics=options["protect_metrics"],
+            editor_time_budget_ms=_milliseconds(options["editor_time_budget"]),
         )
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
     run_gateway(settings, console, access_log=options["access_log"], log_level=options["log_level"])
+
+
+def _milliseconds(value: str | None) -> int | None:
+    return None if value is None else max(1, round(parse_duration(value) * 1000))
 
 
 def build_gateway(settings: ServeSettings, console: Console | None = None):

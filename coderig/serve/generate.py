@@ -10,6 +10,7 @@ replica died or none is ready (retry), 502 when the engine rejected what we sent
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import time
 import uuid
@@ -172,12 +173,15 @@ class Generator:
         upstream_usage: dict | None = None
         slot_started = time.monotonic()
         try:
-            async with self.pool.lease(replica):
+            # aclosing: when this generator is closed at a yield (a client or a stop rule ends
+            # the generation), the replica stream closes now, not whenever GC finalizes it.
+            chunks = stream_completion(
+                self.client, replica.url, payload, stall_timeout=self.stall_timeout
+            )
+            async with self.pool.lease(replica), contextlib.aclosing(chunks):
                 slot_started = time.monotonic()
                 self.metrics.queue_wait.observe(slot_started - request.received)
-                async for chunk in stream_completion(
-                    self.client, replica.url, payload, stall_timeout=self.stall_timeout
-                ):
+                async for chunk in chunks:
                     if chunk.get("usage"):
                         upstream_usage = chunk["usage"]
                     choices = chunk.get("choices") or []

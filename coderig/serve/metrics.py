@@ -104,3 +104,37 @@ class GatewayMetrics:
         self.replica_restarts = Counter(
             "coderig_replica_restarts", "Times a replica was restarted.", ["replica"], registry=r
         )
+        # --- editor APIs and post-processing (coderig/serve/editors, postprocess.py) ---
+        self.stop_rule_hits = Counter(
+            "coderig_stop_rule_hits",
+            "Generations ended or trimmed by an editor stop rule (blank_line, dedent, top_level, "
+            "suffix_repeat) or by the time budget (time_budget), by language.",
+            ["rule", "language"],
+            registry=r,
+        )
+        self.stop_tokens_saved = Counter(
+            "coderig_tokens_saved",
+            "Estimated tokens not generated because a stop rule or the time budget cancelled the "
+            "generation: max_tokens minus the tokens generated (an upper bound).",
+            registry=r,
+        )
+        self.editor_completions = Counter(
+            "coderig_editor_completions",
+            "Completions answered on an editor API (tabby, infill, ollama), by language and key.",
+            ["api", "language", "key"],
+            registry=r,
+        )
+        self.completion_events = Counter(
+            "coderig_completion_events",
+            "Editor telemetry events (Tabby's /v1/events: view, select, dismiss), by the language "
+            "and key name of the completion they are about.",
+            ["event", "language", "key"],
+            registry=r,
+        )
+        self.acceptance_rate = Gauge(
+            "coderig_completion_acceptance_rate",
+            "Accepted completions (select events) per completion shown (view events), since the "
+            "gateway started, by language and key name.",
+            ["language", "key"],
+            registry=r,
+        )

@@ -160,6 +160,21 @@ class CompletionRequest(SamplingFields):
         description="Only 1 is supported.",
         json_schema_extra=ONLY_ONE,
     )
+    # coderig extensions (editor post-processing, off unless asked for)
+    stop_rules: bool | None = Field(
+        default=None,
+        description="coderig: end the completion at the end of the block (language-aware stop "
+        "rules). Default off; on when `language` is given.",
+    )
+    language: str | None = Field(
+        default=None, description="coderig: the file's language (VS Code id), for stop rules."
+    )
+    t_max_predict_ms: int | None = Field(
+        default=None,
+        ge=1,
+        description="coderig: time budget in ms from the first token; generation ends at the "
+        "next token once a newline was generated (llama.cpp semantics), finish_reason length.",
+    )
 
     @field_validator("prompt")
     @classmethod

@@ -40,6 +40,8 @@ class ServeSettings(BaseModel):
     api_keys_file: Path | None = None
     rate_limit_per_key: float | None = Field(default=None, gt=0)
     protect_metrics: bool = False
+    # Editor APIs: time budget for requests that set none (llama.cpp's t_max_predict_ms).
+    editor_time_budget_ms: int | None = Field(default=None, ge=1)
 
     def threads(self) -> int:
         if self.threads_per_replica:

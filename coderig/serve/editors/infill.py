@@ -1,0 +1,334 @@
+"""llama.cpp server's ``POST /infill``, as llama.vim and llama.vscode call it.
+
+Request: ``input_prefix``, ``input_suffix``, ``input_extra`` ([{filename, text}], chunks of other
+buffers), ``prompt`` (the cursor line before the cursor, placed after the FIM middle marker),
+``n_predict``, ``n_indent``, ``stop``, ``temperature``, ``top_k``, ``top_p``, ``seed``,
+``cache_prompt``, ``t_max_predict_ms``, ``stream``, ``response_fields``; llama.cpp's other
+sampling fields are accepted and ignored. Response: ``{content, tokens_cached, truncated,
+timings, stop, stop_type, ...}`` or, with ``stream``, SSE ``data: {content, stop}`` events.
+
+``n_predict: 0`` is llama.vim's cache warm-up: the prompt (with the new ``input_extra``) is sent
+to a replica in the background with one token to generate, and the request returns at once.
+``tokens_cached`` is the gateway's estimate: the longest token prefix this prompt shares with
+one of the last prompts it sent (a llama.cpp replica keeps exactly that much in its KV cache).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections import deque
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import Field
+
+from coderig.serve.auth import require_key
+from coderig.serve.editors.common import (
+    EditorBody,
+    collect,
+    editor_events,
+    generation_request,
+    key_name,
+    read_body,
+)
+from coderig.serve.editors.errors import api_route_class, llamacpp_error
+from coderig.serve.editors.prompt import ContextSnippet, EditorPromptBuilder
+from coderig.serve.errors import OpenAIError
+from coderig.serve.generate import Delta, Finished, GenerationRequest
+from coderig.serve.languages import load_languages
+from coderig.serve.postprocess import EditorRules, StopReport
+
+# llama.cpp's /completion default n_predict is -1 (until the context is full); an editor that
+# omits it gets this many tokens.
+DEFAULT_N_PREDICT = 128
+
+
+class ExtraChunk(EditorBody):
+    filename: str = "tmp"  # llama.cpp's default
+    text: str = ""
+
+
+class InfillRequest(EditorBody):
+    input_prefix: str = ""
+    input_suffix: str = ""
+    input_extra: list[ExtraChunk] = Field(default_factory=list)
+    prompt: str = Field(default="", description="Text after the FIM middle marker.")
+    n_predict: int = Field(default=-1, ge=-1, description="-1: server default; 0: warm up.")
+    n_indent: int = Field(default=0, ge=0, description="Stop at a line indented less.")
+    stop: list[str] = Field(default_factory=list, max_length=16)
+    temperature: float | None = Field(default=None, ge=0.0)
+    top_k: int | None = Field(default=None, ge=0)
+    top_p: float | None = Field(default=None, ge=0.0, le=1.0)
+    seed: int | None = None
+    cache_prompt: bool = True
+    t_max_predict_ms: int = Field(default=0, ge=0)
+    stream: bool = False
+    response_fields: list[str] | None = None
+    # coderig extensions
+    language: str | None = Field(default=None, description="coderig: the file's language.")
+    stop_rules: bool = Field(default=True, description="coderig: editor stop rules.")
+
+
+class PrefixTracker:
+    """The last prompts sent, as token ids, to estimate how much of a new one is cached."""
+
+    def __init__(self, size: int) -> None:
+        self.recent: deque[list[int]] = deque(maxlen=max(1, size))
+
+    def cached(self, tokens: list[int]) -> int:
+        best = 0
+        for previous in self.recent:
+            shared = 0
+            for a, b in zip(previous, tokens, strict=False):
+                if a != b:
+                    break
+                shared += 1
+            best = max(best, shared)
+        return best
+
+    def sent(self, tokens: list[int]) -> None:
+        self.recent.append(tokens)
+
+
+class InfillAPI:
+    def __init__(self, gateway) -> None:
+        self.gateway = gateway
+        self.prompts = EditorPromptBuilder(gateway)
+        self.languages = load_languages()
+        self.tracker = PrefixTracker(gateway.settings.replicas)
+        self.warmup: asyncio.Task | None = None
+        self.router = self._routes()
+
+    def _routes(self) -> APIRouter:
+        router = APIRouter(
+            dependencies=[Depends(require_key)],
+            route_class=api_route_class(llamacpp_error),
+            tags=["llama.cpp"],
+            include_in_schema=False,
+        )
+
+        @router.post("/infill")
+        async def infill(request: Request) -> Response:
+            """Fill in the middle, llama.cpp-style (llama.vim, llama.vscode)."""
+            return await self.handle(await read_body(request, InfillRequest), request)
+
+        return router
+
+    async def handle(self, body: InfillRequest, request: Request) -> Response:
+        gateway = self.gateway
+        started = time.monotonic()
+        code = body.input_prefix + body.prompt
+        language, _ = self.languages.resolve(
+            language=body.language,
+            path=body.input_extra[-1].filename if body.input_extra else None,
+            code=code,
+        )
+        snippets = [ContextSnippet(c.filename, c.text, "extra") for c in body.input_extra]
+        n_predict = DEFAULT_N_PREDICT if body.n_predict < 0 else body.n_predict
+        n_predict = min(n_predict, gateway.prompts.max_tokens_limit)
+        if n_predict == 0:
+            return self._warm_up(body, snippets, language, started)
+        if not (code or body.input_suffix):
+            # Nothing around the cursor: nothing to complete (the prefix-only fallback of a
+            # model without FIM tokens could not even start).
+            outcome = _Outcome(gateway.model_name, False, 0, started)
+            gateway.metrics.requests.labels("infill", "200").inc()
+            answer = outcome.final("", Finished("stop", 0, 0))
+            return JSONResponse(_select(answer, body.response_fields))
+        prompt = self.prompts.build(
+            prefix=body.input_prefix,
+            suffix=body.input_suffix,
+            middle=body.prompt,
+            snippets=snippets,
+            language=language,
+            reserve=n_predict,
+        )
+        rules = EditorRules.for_cursor(
+            body.input_prefix + body.prompt,
+            body.input_suffix,
+            language=language,
+            min_indent=body.n_indent or None,
+            time_budget_ms=body.t_max_predict_ms or gateway.settings.editor_time_budget_ms,
+        )
+        if not body.stop_rules:
+            rules.rules = frozenset({"dedent"}) if body.n_indent else frozenset()
+        gen = generation_request(
+            gateway,
+            "infill",
+            prompt,
+            max_tokens=None if body.n_predict < 0 else n_predict,
+            default_max=DEFAULT_N_PREDICT,
+            sampling={
+                "temperature": body.temperature,
+                "top_k": body.top_k,
+                "top_p": body.top_p,
+                "seed": body.seed,
+            },
+            stop=body.stop,
+        )
+        ids = gateway.tokenizer.encode(gen.prompt)
+        cached = self.tracker.cached(ids)
+        self.tracker.sent(ids)
+        report = StopReport()
+        events = editor_events(gateway, gen, rules, report)
+        state = _Outcome(gateway.model_name, prompt.truncated, cached, started, report)
+        key = key_name(request)
+        gateway.metrics.editor_completions.labels("infill", rules.language_label, key).inc()
+        if body.stream:
+            return await self._stream(events, state, body.response_fields)
+        collected = await collect(request, events)
+        if collected is None:
+            gateway.metrics.requests.labels("infill", "499").inc()
+            return Response(status_code=499)
+        gateway.metrics.requests.labels("infill", "200").inc()
+        answer = state.final(collected.text, collected.finished)
+        headers = {"X-Coderig-Stop": report.header()} if report.header() else {}
+        return JSONResponse(_select(answer, body.response_fields), headers=headers)
+
+    def _warm_up(self, body, snippets, language, started: float) -> Response:
+        """Send the prompt to a replica in the background (one token) and answer now."""
+        if not (body.input_prefix or body.input_suffix or body.prompt or snippets):
+            outcome = _Outcome(self.gateway.model_name, False, 0, started)
+            return JSONResponse(_select(outcome.final("", Finished("length", 0, 0)), None))
+        prompt = self.prompts.build(
+            prefix=body.input_prefix,
+            suffix=body.input_suffix,
+            middle=body.prompt,
+            snippets=snippets,
+            language=language,
+            reserve=1,
+        )
+        gen = GenerationRequest(
+            "infill_warmup", prompt.rendered.text, prompt.rendered.tokens, 1, {"temperature": 0.0}
+        )
+        ids = self.gateway.tokenizer.encode(gen.prompt)
+        cached = self.tracker.cached(ids)
+        self.tracker.sent(ids)
+        if self.warmup is not None and not self.warmup.done():
+            self.warmup.cancel()  # a newer context supersedes it
+        self.warmup = asyncio.ensure_future(self._drain(gen))
+        self.gateway.metrics.requests.labels("infill", "200").inc()
+        outcome = _Outcome(self.gateway.model_name, prompt.truncated, cached, started)
+        answer = outcome.final("", Finished("length", gen.prompt_tokens, 0))
+        return JSONResponse(_select(answer, body.response_fields))
+
+    async def _drain(self, gen: GenerationRequest) -> None:
+        events = self.gateway.generator.run(gen)
+        try:
+            async for _ in events:
+                pass
+        except (OpenAIError, asyncio.CancelledError):
+            pass  # a warm-up that cannot run is simply skipped
+        finally:
+            await events.aclose()
+
+    async def _stream(self, events, state, fields) -> Response:
+        try:
+            first = await anext(events)
+        except OpenAIError:
+            await events.aclose()
+            raise
+        return StreamingResponse(
+            self._sse(first, events, state, fields),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+
+    async def _sse(self, first, events, state, fields) -> AsyncIterator[bytes]:
+        metrics = self.gateway.metrics
+        status = "200"
+        try:
+            event = first
+            while True:
+                if isinstance(event, Delta):
+                    yield _data({"content": event.text, "stop": False})
+                else:
+                    yield _data(_select(state.final("", event), fields))
+                    break
+                event = await anext(events)
+        except OpenAIError as exc:
+            status = str(exc.status)
+            yield _data(json.loads(llamacpp_error(exc.status, exc.message, exc.code, {}).body))
+        except asyncio.CancelledError:
+            status = "499"
+            raise
+        finally:
+            metrics.requests.labels("infill", status).inc()
+            await events.aclose()
+
+
+class _Outcome:
+    """Builds llama.cpp's final response object."""
+
+    def __init__(
+        self,
+        model: str,
+        truncated: bool,
+        cached: int,
+        started: float,
+        report: StopReport | None = None,
+    ) -> None:
+        self.model = model
+        self.truncated = truncated
+        self.cached = cached
+        self.started = started
+        self.report = report or StopReport()
+
+    def final(self, text: str, done: Finished) -> dict[str, Any]:
+        elapsed_ms = (time.monotonic() - self.started) * 1000
+        predicted = done.completion_tokens
+        evaluated = max(0, done.prompt_tokens - self.cached)
+        stop_type = {"stop": "eos", "length": "limit"}.get(done.finish_reason, "eos")
+        if self.report.rule:
+            stop_type = "limit"  # llama.cpp reports its n_indent and time-limit stops so
+        timings = {
+            "prompt_n": evaluated,
+            "prompt_ms": 0.0,
+            "prompt_per_token_ms": 0.0,
+            "prompt_per_second": 0.0,
+            "predicted_n": predicted,
+            "predicted_ms": round(elapsed_ms, 3),
+            "predicted_per_token_ms": round(elapsed_ms / predicted, 3) if predicted else 0.0,
+            "predicted_per_second": round(predicted / (elapsed_ms / 1000), 3)
+            if predicted and elapsed_ms
+            else 0.0,
+        }
+        return {
+            "content": text,
+            "tokens": [],
+            "id_slot": 0,
+            "stop": True,
+            "model": self.model,
+            "tokens_predicted": predicted,
+            "tokens_evaluated": done.prompt_tokens,
+            "tokens_cached": self.cached,
+            "truncated": self.truncated,
+            "stop_type": stop_type,
+            "stopping_word": "",
+            "timings": timings,
+        }
+
+
+def _select(answer: dict[str, Any], fields: list[str] | None) -> dict[str, Any]:
+    """llama.cpp's ``response_fields``: keep the listed fields; ``a/b`` lifts ``answer[a][b]``
+    to the top level under the name ``a/b`` (llama.vim reads ``timings/predicted_n``)."""
+    if fields is None:
+        return answer
+    selected: dict[str, Any] = {}
+    for name in fields:
+        value: Any = answer
+        for part in name.split("/"):
+            if not isinstance(value, dict) or part not in value:
+                break
+            value = value[part]
+        else:
+            selected[name] = value
+    return selected
+
+
+def _data(obj: dict) -> bytes:
+    return b"data: " + json.dumps(obj, separators=(",", ":")).encode() + b"\n\n"

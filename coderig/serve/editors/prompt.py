@@ -1,0 +1,166 @@
+"""The prompt for an editor completion: context from other files, then the code at the cursor.
+
+Editors send more than the code around the cursor: declarations of the symbols in use, snippets
+of recently changed or opened files, the clipboard (Tabby), chunks of other buffers (llama.vim's
+``input_extra``). They go ahead of the prefix as comments of the file's language, each headed
+``Path: <file>`` (Tabby's convention), within a token budget:
+
+* **What gets in** when the budget is short is decided by usefulness: declarations first, then
+  snippets of changed files, of opened files, extra chunks, the clipboard.
+* **Where it goes** is decided by stability: the chosen snippets are written in an order that does
+  not depend on scores or on the cursor (by kind, from least to most volatile, then by path), so
+  consecutive requests share the longest possible prompt prefix and the replica's prefix (KV)
+  cache skips re-reading it.
+
+The code itself is trimmed to fit ``--max-model-len`` with the completion's ``max_tokens``, as
+llama.cpp does for ``/infill``: the suffix keeps at most a quarter of the room, from its start;
+the prefix keeps its end. Editors then get a completion instead of a context-length error.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from coderig.serve.errors import OpenAIError
+from coderig.serve.languages import Language
+from coderig.serve.prompts import RenderedPrompt
+
+# At most this many prompt tokens of context from other files (Tabby allows ~768 characters).
+DEFAULT_CONTEXT_TOKENS = 1024
+# FIM markers and the BOS token, kept free when fitting the code.
+TEMPLATE_MARGIN = 16
+
+KIND_PRIORITY = ("declaration", "changed", "opened", "extra", "clipboard")
+KIND_ORDER = ("clipboard", "opened", "extra", "declaration", "changed")
+
+
+@dataclass(frozen=True)
+class ContextSnippet:
+    filepath: str
+    body: str
+    kind: str  # one of KIND_PRIORITY
+
+
+@dataclass
+class EditorPrompt:
+    rendered: RenderedPrompt
+    prefix: str  # the code before the cursor that was kept
+    suffix: str | None  # the code after the cursor that was kept
+    snippets: list[ContextSnippet]  # the context that made it into the prompt
+    truncated: bool  # code was cut to fit the context length
+
+
+def render_snippets(snippets: list[ContextSnippet], language: Language | None) -> str:
+    """The comment block for ``snippets``, in stable order; empty when there are none."""
+    if not snippets:
+        return ""
+    ordered = sorted(snippets, key=lambda s: (KIND_ORDER.index(s.kind), s.filepath, s.body))
+    blocks = []
+    for snippet in ordered:
+        body = snippet.body.rstrip("\n")
+        if language is not None:
+            blocks.append(language.comment(f"Path: {snippet.filepath}\n{body}"))
+        else:
+            # No comment syntax known: llama.cpp's plain separator for extra context.
+            blocks.append(f"--- snippet: {snippet.filepath} ---\n{body}")
+    return "\n".join(blocks) + "\n"
+
+
+class EditorPromptBuilder:
+    """Builds editor prompts with the gateway's tokenizer and FIM template."""
+
+    def __init__(self, gateway, context_tokens: int = DEFAULT_CONTEXT_TOKENS) -> None:
+        self.gateway = gateway
+        self.context_tokens = context_tokens
+
+    def count(self, text: str) -> int:
+        return len(self.gateway.tokenizer.encode(text)) if text else 0
+
+    def build(
+        self,
+        *,
+        prefix: str,
+        suffix: str | None,
+        middle: str = "",
+        snippets: list[ContextSnippet] = (),
+        language: Language | None = None,
+        reserve: int,
+    ) -> EditorPrompt:
+        """The prompt, leaving ``reserve`` tokens for the completion."""
+        room = self.gateway.settings.max_model_len - reserve - TEMPLATE_MARGIN
+        prefix, suffix, truncated = self._fit_code(prefix, suffix, middle, room)
+        code_tokens = self.count(prefix) + self.count(suffix or "") + self.count(middle)
+        chosen = self._choose(list(snippets), language, room - code_tokens)
+        block = render_snippets(chosen, language)
+        rendered = self.gateway.prompts.completion(block + prefix, suffix)
+        if middle:
+            text = rendered.text + middle
+            rendered = RenderedPrompt(
+                text, self.gateway.tokenizer.count_prompt(text), rendered.stop, rendered.fim
+            )
+        return EditorPrompt(rendered, prefix, suffix, chosen, truncated)
+
+    def raw(self, text: str, *, reserve: int) -> EditorPrompt:
+        """A prompt the client already formatted (Ollama's ``raw``), sent as it is. When it
+        carries the served model's FIM markers, that family's stop tokens apply."""
+        if not text:
+            raise OpenAIError(400, "prompt must not be empty", code="empty_prompt")
+        fim = self.gateway.fim_template
+        stop = list(fim.stop) if fim and all(m in text for m in fim.markers) else []
+        rendered = RenderedPrompt(text, self.gateway.tokenizer.count_prompt(text), stop, None)
+        return EditorPrompt(rendered, text, None, [], False)
+
+    def _choose(
+        self, snippets: list[ContextSnippet], language: Language | None, room: int
+    ) -> list[ContextSnippet]:
+        budget = min(self.context_tokens, room)
+        chosen: list[ContextSnippet] = []
+        used = 0
+        seen: set[tuple[str, str]] = set()
+        for snippet in sorted(snippets, key=lambda s: KIND_PRIORITY.index(s.kind)):
+            key = (snippet.filepath, snippet.body)
+            if not snippet.body.strip() or key in seen:
+                continue
+            cost = self.count(render_snippets([snippet], language))
+            if used + cost > budget:
+                continue  # a smaller one further down may still fit
+            seen.add(key)
+            chosen.append(snippet)
+            used += cost
+        return chosen
+
+    def _fit_code(
+        self, prefix: str, suffix: str | None, middle: str, room: int
+    ) -> tuple[str, str | None, bool]:
+        prefix_tokens = self.count(prefix)
+        suffix_tokens = self.count(suffix or "")
+        middle_tokens = self.count(middle)
+        if prefix_tokens + suffix_tokens + middle_tokens <= room:
+            return prefix, suffix, False
+        truncated = False
+        if suffix and suffix_tokens > room // 4:
+            suffix = self._keep_lines(suffix, room // 4, from_start=True)
+            suffix_tokens = self.count(suffix)
+            truncated = True
+        prefix_room = max(0, room - suffix_tokens - middle_tokens)
+        if prefix_tokens > prefix_room:
+            prefix = self._keep_lines(prefix, prefix_room, from_start=False)
+            truncated = True
+        return prefix, suffix, truncated
+
+    def _keep_lines(self, text: str, budget: int, *, from_start: bool) -> str:
+        """Whole lines from one end of ``text`` within ``budget`` tokens (counted per line)."""
+        lines = text.splitlines(keepends=True)
+        if not from_start:
+            lines.reverse()
+        kept: list[str] = []
+        used = 0
+        for line in lines:
+            cost = self.count(line)
+            if used + cost > budget:
+                break
+            kept.append(line)
+            used += cost
+        if not from_start:
+            kept.reverse()
+        return "".join(kept)
