@@ -422,3 +422,15 @@ def test_the_openapi_document_stays_coderigs_own(server):
         "$ref": "#/components/schemas/CompletionRequest"
     }
     assert not {"/infill", "/api/generate", "/v1/health", "/v1/events"} & set(schema["paths"])
+
+
+@pytest.mark.parametrize("path", ["/infill", "/api/generate", "/v1/completions"])
+def test_deeply_nested_json_is_a_400_on_every_editor_route(server, path):
+    body = b'{"prompt": ' + b"[" * 50000 + b"]" * 50000 + b"}"
+    response = httpx.post(
+        f"{server.url}{path}",
+        content=body,
+        headers={"content-type": "application/json"},
+        timeout=60,
+    )
+    assert response.status_code == 400

@@ -43,6 +43,8 @@ class BodySizeLimit:
                 except ValueError:
                     declared = 0
                 if declared > self.max_bytes:
+                    if declared <= self.drain_limit:
+                        await self._drain(receive)
                     await self._reject(send)
                     return
         seen = 0
@@ -84,6 +86,22 @@ class BodySizeLimit:
                     f"request body not received within {self.read_timeout:g}s",
                     "request_timeout",
                 )
+
+    @property
+    def drain_limit(self) -> int:
+        return max(16 * 1024 * 1024, 8 * self.max_bytes)
+
+    async def _drain(self, receive) -> None:
+        """Read and discard a refused body before answering: a server that closes while the
+        client still uploads makes the client see a connection reset, not the 413."""
+        deadline = time.monotonic() + self.read_timeout
+        while True:
+            try:
+                message = await asyncio.wait_for(receive(), max(0.0, deadline - time.monotonic()))
+            except TimeoutError:
+                return
+            if message["type"] != "http.request" or not message.get("more_body", False):
+                return
 
     async def _reject(self, send, status: int = 413, message: str = "", code: str = "") -> None:
         body = json.dumps(

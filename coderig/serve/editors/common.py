@@ -69,6 +69,8 @@ async def read_body(request: Request, model: type[Body]) -> Body:
     except ValueError as exc:
         message = f"request body is not valid JSON ({exc})"
         raise OpenAIError(400, message, code="invalid_json") from exc
+    except RecursionError as exc:
+        raise OpenAIError(400, "request body is nested too deeply", code="invalid_json") from exc
     if not isinstance(raw, dict):
         raise OpenAIError(400, "request body must be a JSON object", code="invalid_json")
     try:

@@ -326,7 +326,7 @@ class TabbyAPI:
 def _json_object(data: bytes) -> dict | None:
     try:
         raw = json.loads(data)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: JSON nested too deeply
         return None
     return raw if isinstance(raw, dict) else None
 
