@@ -12,7 +12,11 @@ from tests.support.server import RunningServer, start_server
 @pytest.fixture(scope="session")
 def server(tmp_path_factory) -> RunningServer:
     """One `coderig serve` on the embedded model, shared by the e2e tests that don't break it."""
-    running = start_server(tmp_path_factory.mktemp("serve"), "--threads-per-replica", "2")
+    # No load shedding here: these tests run one request at a time, but on a loaded machine a
+    # slow previous request would make admission control refuse the next (it has its own tests).
+    running = start_server(
+        tmp_path_factory.mktemp("serve"), "--threads-per-replica", "2", "--max-queue-wait", "off"
+    )
     yield running
     running.stop()
 
