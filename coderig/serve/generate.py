@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
 import httpx
@@ -34,6 +34,8 @@ class GenerationRequest:
     received: float = field(default_factory=time.monotonic)
     id: str = field(default_factory=lambda: uuid.uuid4().hex[:24])
     created: int = field(default_factory=lambda: int(time.time()))
+    # The served name asked for (base model or a LoRA adapter); None = the base model.
+    model: str | None = None
 
 
 @dataclass
@@ -73,6 +75,8 @@ class Generator:
         self.metrics = metrics
         self.count_tokens = count_tokens
         self.stall_timeout = stall_timeout
+        # fleet: awaited before routing; scale to zero (coderig.serve.idle) wakes replicas here.
+        self.before_route: Callable[[GenerationRequest], Awaitable[None]] | None = None
         self.client = httpx.AsyncClient(
             limits=httpx.Limits(max_connections=1024, max_keepalive_connections=256),
         )
@@ -82,7 +86,7 @@ class Generator:
 
     def choose_replica(self, request: GenerationRequest) -> Replica:
         try:
-            return self.pool.least_busy()
+            return self.pool.least_busy_for(request.model)
         except NoReplicaAvailable as exc:
             raise OpenAIError(
                 503,
@@ -100,10 +104,14 @@ class Generator:
         }
         if request.stop:
             payload["stop"] = request.stop
-        return payload
+        # fleet: engine-specific fields (model/adapter name, stop_token_ids, usage...).
+        dialect = getattr(self.pool.engine, "dialect", None)
+        return dialect.adapt(payload, request.model) if dialect is not None else payload
 
     async def run(self, request: GenerationRequest) -> AsyncIterator[Event]:
         """Stream the generation; raises OpenAIError before the first Delta if it cannot start."""
+        if self.before_route is not None:
+            await self.before_route(request)
         replica = self.choose_replica(request)
         payload = self.upstream_payload(request)
         first_token_at: float | None = None
@@ -158,12 +166,14 @@ class Generator:
         completion_tokens = self._completion_tokens(
             upstream_usage, finish_reason, request.max_tokens, "".join(text_parts), pieces
         )
-        self.metrics.prompt_tokens.inc(request.prompt_tokens)
+        # The engine's own prompt count beats ours when we only estimate (external engines).
+        prompt_tokens = int((upstream_usage or {}).get("prompt_tokens") or request.prompt_tokens)
+        self.metrics.prompt_tokens.inc(prompt_tokens)
         self.metrics.completion_tokens.inc(completion_tokens)
         self.metrics.request_duration.labels(request.route).observe(
             time.monotonic() - request.received
         )
-        yield Finished(finish_reason, request.prompt_tokens, completion_tokens)
+        yield Finished(finish_reason, prompt_tokens, completion_tokens)
 
     def _completion_tokens(
         self, usage: dict | None, finish_reason: str, max_tokens: int, text: str, pieces: int
