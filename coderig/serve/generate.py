@@ -108,6 +108,12 @@ class Generator:
         dialect = getattr(self.pool.engine, "dialect", None)
         return dialect.adapt(payload, request.model) if dialect is not None else payload
 
+    def stream_from(self, replica: Replica, payload: dict) -> AsyncIterator[dict]:
+        """The replica's stream of chunks; Ray Serve (coderig.deploy.ray_app) goes via a handle."""
+        return stream_completion(
+            self.client, replica.url, payload, stall_timeout=self.stall_timeout
+        )
+
     async def run(self, request: GenerationRequest) -> AsyncIterator[Event]:
         """Stream the generation; raises OpenAIError before the first Delta if it cannot start."""
         if self.before_route is not None:
@@ -122,9 +128,7 @@ class Generator:
         try:
             async with self.pool.lease(replica):
                 self.metrics.queue_wait.observe(time.monotonic() - request.received)
-                async for chunk in stream_completion(
-                    self.client, replica.url, payload, stall_timeout=self.stall_timeout
-                ):
+                async for chunk in self.stream_from(replica, payload):
                     if chunk.get("usage"):
                         upstream_usage = chunk["usage"]
                     choices = chunk.get("choices") or []
