@@ -8,7 +8,9 @@ runs the whole path whenever ``nvidia-smi`` finds a GPU and vLLM is installed.
 from __future__ import annotations
 
 import json
+import os
 import shutil
+from pathlib import Path
 
 import httpx
 import pytest
@@ -251,10 +253,20 @@ HAS_GPU = bool(shutil.which("nvidia-smi")) and bool(detect_gpus())
     + ("no vLLM" if HAS_GPU else "no GPU"),
 )
 def test_vllm_on_a_real_gpu(tmp_path):
-    """coderig serve --engine vllm with a small HF model: completion, FIM-less prompt, usage."""
+    """coderig serve --engine vllm with a small HF model: completion, FIM, usage.
+
+    The model is ``$CODERIG_VLLM_TEST_MODEL`` (a checkpoint directory or HF id), by default
+    Qwen/Qwen2.5-Coder-0.5B; it must be on disk or in the HF cache (no download in tests).
+    """
+    from huggingface_hub import try_to_load_from_cache
+
     from tests.support.server import start_server
 
-    model = "Qwen/Qwen2.5-Coder-0.5B"
+    model = os.environ.get("CODERIG_VLLM_TEST_MODEL", "Qwen/Qwen2.5-Coder-0.5B")
+    if not Path(model).is_dir() and not isinstance(
+        try_to_load_from_cache(model, "config.json"), str
+    ):
+        pytest.skip(f"{model} is not in the local Hugging Face cache (set CODERIG_VLLM_TEST_MODEL)")
     server = start_server(
         tmp_path,
         "--engine", "vllm", "--model", model, "--replicas", "1",
