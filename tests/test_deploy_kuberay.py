@@ -108,3 +108,8 @@ def test_bad_replica_bounds_are_a_usage_error():
         main, ["deploy", "ray", "--min-replicas", "3", "--max-replicas", "2", "--serve-config", "-"]
     )
     assert result.exit_code == 2 and "--min-replicas" in result.output
+
+
+def test_an_unreachable_cluster_fails_in_seconds():
+    result = CliRunner().invoke(main, ["deploy", "ray", "--address", "127.0.0.1:1"])
+    assert result.exit_code == 1 and "no Ray cluster answers at 127.0.0.1:1" in result.output

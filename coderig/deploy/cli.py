@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import sys
 from pathlib import Path
 
@@ -146,6 +147,7 @@ def run_on_ray(config: RayAppConfig, options: dict, console: Console) -> None:
         ) from exc
     from coderig.deploy.ray_app import build_app
 
+    check_reachable(options["address"])
     try:
         ray.init(address=options["address"], logging_level="warning", log_to_driver=False)
     except (ConnectionError, RuntimeError, ValueError) as exc:
@@ -172,3 +174,19 @@ def run_on_ray(config: RayAppConfig, options: dict, console: Console) -> None:
         f"[bold green]coderig is serving[/] on Ray Serve at "
         f"[bold]http://{shown}:{options['port']}/v1[/] (remove with: coderig deploy ray --delete)"
     )
+
+
+def check_reachable(address: str, timeout: float = 5.0) -> None:
+    """Fail in seconds, not after Ray's minutes of retries, when host:port does not answer."""
+    if address in ("auto", "local") or "://" in address:
+        return
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise click.BadParameter("expected host:port or 'auto'", param_hint="--address")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as exc:
+        raise click.ClickException(
+            f"no Ray cluster answers at {address} ({exc.strerror or exc}); "
+            "start one with: ray start --head"
+        ) from exc
