@@ -143,3 +143,16 @@ def test_an_upstream_that_goes_away_gets_503_and_is_used_again_when_back(tmp_pat
     finally:
         server.stop()
         upstream.stop()
+
+
+def test_runtime_lora_loading_is_forwarded_and_an_upstream_refusal_reported(gateway):
+    # llama-cpp-python has no /v1/load_lora_adapter (vLLM does): the real refusal comes back.
+    response = httpx.post(
+        f"{gateway.url}/v1/load_lora_adapter",
+        json={"lora_name": "sql", "lora_path": "/adapters/sql"},
+        timeout=30,
+    )
+    assert response.status_code == 502
+    assert "replica-0: 404" in response.json()["error"]["message"]
+    models = httpx.get(f"{gateway.url}/v1/models").json()["data"]
+    assert [m["id"] for m in models] == ["smollm"]  # not served: the upstream did not load it

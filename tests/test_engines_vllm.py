@@ -95,6 +95,16 @@ def test_lora_adapters_enable_multi_lora_with_a_rank_that_fits(tmp_path):
     assert max_lora_rank({"remote": "org/x"}) == 16  # unknown rank: vLLM's default
 
 
+def test_runtime_lora_starts_replicas_ready_for_adapters_added_later():
+    engine = VllmEngine("m", "base", supports_runtime_lora=True, command=["vllm", "serve"])
+    argv = engine.argv(1)
+    assert "--enable-lora" in argv and "--lora-modules" not in argv
+    assert argv[argv.index("--max-loras") + 1] == "1"
+    assert engine.launch(index=0, port=1).env["VLLM_ALLOW_RUNTIME_LORA_UPDATING"] == "True"
+    engine.loras["sql"] = "/adapters/sql"  # what /v1/load_lora_adapter records on success
+    assert "sql=/adapters/sql" in engine.argv(1)  # so a restarted replica loads it too
+
+
 def test_each_replica_gets_its_own_gpus():
     options = VllmOptions(tensor_parallel_size=2)
     engine = VllmEngine("m", "m", options=options, gpu_ids=["0", "1", "2", "3"])

@@ -140,3 +140,15 @@ def test_an_unknown_model_is_still_a_404_listing_what_is_served(lora_server):
     )
     assert response.status_code == 404
     assert "`tuned`" in response.json()["error"]["message"]
+
+
+@pytest.mark.e2e
+def test_runtime_loading_is_refused_on_llamacpp_with_the_reason(lora_server, adapter):
+    response = httpx.post(
+        f"{lora_server.url}/v1/load_lora_adapter",
+        json={"lora_name": "late", "lora_path": str(adapter)},
+        timeout=10,
+    )
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["code"] == "runtime_lora_unsupported" and "--lora" in error["message"]

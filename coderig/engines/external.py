@@ -64,6 +64,8 @@ class ExternalEngine:
     slots: int = 16
     name: str = "external"
     supports_min_tokens: bool = True
+    # /v1/load_lora_adapter is forwarded; the upstream (vLLM) decides whether it allows it.
+    supports_runtime_lora: bool = True
 
     def launch(self, *, index: int, port: int) -> Launch | None:
         return None

@@ -153,6 +153,8 @@ class VllmEngine:
     loras: dict[str, str] = field(default_factory=dict)  # served adapter name -> path
     gpu_ids: list[str] = field(default_factory=list)  # what the replicas may use, in order
     command: list[str] = field(default_factory=lambda: ["vllm", "serve"])
+    # Start with LoRA on, so adapters can also be added at run time (/v1/load_lora_adapter).
+    supports_runtime_lora: bool = False
     name: str = "vllm"
     supports_min_tokens: bool = True
 
@@ -188,17 +190,19 @@ class VllmEngine:
             argv += ["--speculative-config", json.dumps(config, separators=(",", ":"))]
         if o.fp8:
             argv += ["--quantization", "fp8"]
-        if self.loras:
+        if self.loras or self.supports_runtime_lora:
             argv += [
                 "--enable-lora",
-                "--max-loras", str(len(self.loras)),
+                "--max-loras", str(max(1, len(self.loras))),
                 "--max-lora-rank", str(max_lora_rank(self.loras)),
-                "--lora-modules", *(f"{name}={path}" for name, path in self.loras.items()),
             ]  # fmt: skip
+        if self.loras:
+            argv += ["--lora-modules", *(f"{name}={path}" for name, path in self.loras.items())]
         return argv + list(o.extra_args)
 
     def launch(self, *, index: int, port: int) -> Launch:
-        env = {"VLLM_ALLOW_RUNTIME_LORA_UPDATING": "True"} if self.loras else {}
+        lora = self.loras or self.supports_runtime_lora
+        env = {"VLLM_ALLOW_RUNTIME_LORA_UPDATING": "True"} if lora else {}
         devices = self.devices_for(index)
         if devices:
             env["CUDA_VISIBLE_DEVICES"] = ",".join(devices)

@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from coderig import __version__
+from coderig.serve import lora_admin
 from coderig.serve.auth import Authenticator, KeyStore, RateLimiter, require_key
 from coderig.serve.errors import OpenAIError, install_error_handlers
 from coderig.serve.fim import FIM_HEADER, FimTemplate
@@ -275,6 +276,7 @@ def create_app(gateway: Gateway, *, manage_lifecycle: bool = True) -> FastAPI:
         )
 
     app.include_router(v1)
+    app.include_router(lora_admin.router)  # fleet: /v1/load_lora_adapter, /v1/unload_lora_adapter
     return app
 
 

@@ -361,6 +361,7 @@ def _vllm_engine(settings: ServeSettings, console: Console | None):
         loras=dict(settings.loras),
         gpu_ids=[g.index for g in gpus],
         command=vllm_command() or ["vllm", "serve"],
+        supports_runtime_lora=bool(settings.loras),
     )
     if console is not None:
         console.print(f"  GPUs: {', '.join(f'{g.index}: {g.name}' for g in gpus)}")
