@@ -18,7 +18,7 @@ from rich.console import Console
 from coderig.models import ModelNotFound, resolve_model
 from coderig.serve import fleet
 from coderig.serve.fim import FimConfigError, choose_template
-from coderig.serve.fleet import fleet_options, fleet_settings
+from coderig.serve.fleet_options import fleet_options, fleet_settings
 from coderig.serve.settings import ServeSettings
 from coderig.units import parse_duration, parse_size
 
