@@ -156,3 +156,36 @@ def test_runtime_lora_loading_is_forwarded_and_an_upstream_refusal_reported(gate
     assert "replica-0: 404" in response.json()["error"]["message"]
     models = httpx.get(f"{gateway.url}/v1/models").json()["data"]
     assert [m["id"] for m in models] == ["smollm"]  # not served: the upstream did not load it
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--engine", "external"], "needs at least one --upstream"),
+        (["--engine", "external", "--upstream", "ftp://x"], "expected http://host:port"),
+        (
+            ["--engine", "external", "--upstream", "http://127.0.0.1:1"],
+            "cannot ask the upstream which model it serves",
+        ),
+        (
+            ["--engine", "external", "--upstream", "http://127.0.0.1:1", "--lora", "a=b.gguf"],
+            "load them on the upstream",
+        ),
+        (
+            [
+                "--engine", "external", "--upstream", "http://127.0.0.1:1",
+                "--model", "m", "--idle-shutdown", "5m",
+            ],
+            "not coderig's to stop",
+        ),
+        (["--schedule", "someday 9-5"], "unknown day"),
+    ],
+)  # fmt: skip
+def test_misconfigurations_are_one_clear_line(args, message):
+    from click.testing import CliRunner
+
+    from coderig.cli import main
+
+    result = CliRunner().invoke(main, ["serve", "--port", "0", *args])
+    assert result.exit_code != 0
+    assert message in result.output
