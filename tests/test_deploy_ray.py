@@ -204,9 +204,13 @@ def test_a_killed_replica_is_replaced(ray_app):
 
 def test_replicas_scale_to_zero_after_idle_and_the_next_request_starts_one(ray_app):
     wait_for(lambda: not replica_pids(), IDLE_S + 90, "scale to zero")
+    time.sleep(2.5)  # the gateway polls serve.status() every second
     started = time.monotonic()
     response = httpx.post(f"{ray_app}/v1/completions", json=REQUEST, timeout=180)
     cold_start = time.monotonic() - started
     assert response.status_code == 200, response.text
     assert len(replica_pids()) >= 1
+    metrics = httpx.get(f"{ray_app}/metrics", timeout=10).text
+    assert 'coderig_cold_starts_total{reason="request"} 1.0' in metrics
+    assert "coderig_cold_start_seconds_count 1.0" in metrics
     print(f"cold start after scale to zero: {cold_start:.1f}s")

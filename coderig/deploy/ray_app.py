@@ -170,21 +170,44 @@ class RayEngine:
 
 
 class RayPool(ReplicaPool):
-    """One pseudo-replica standing for the whole Ray deployment (Ray supervises the real ones)."""
+    """One pseudo-replica standing for the whole Ray deployment (Ray supervises the real ones).
 
-    def __init__(self, engine: RayEngine) -> None:
+    It also polls ``serve.status()`` for how many engine replicas are running, so ``/ready`` can
+    say so and a request that arrives while there are none is known to be a cold start.
+    """
+
+    def __init__(self, engine: RayEngine, app_name: str | None = None) -> None:
         log_dir = Path(tempfile.mkdtemp(prefix="coderig-ray-gateway-"))
         super().__init__(engine, 1, log_dir=log_dir, external_urls=["ray-serve"])
         self.replicas[0].name = "ray-serve"
+        self.app_name = app_name
+        self.running_replicas: int | None = None
+        self._poller: asyncio.Task | None = None
 
     async def start(self) -> None:
         for replica in self.replicas:
             replica.lost.clear()
             self._set_state(replica, ReplicaState.READY)
+        if self.app_name is not None:
+            self._poller = asyncio.create_task(self._poll_status(), name="ray-status")
 
     async def stop(self) -> None:
         self._stopping = True
+        if self._poller is not None:
+            self._poller.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._poller
         await self._health_client.aclose()
+
+    async def _poll_status(self, interval: float = 1.0) -> None:
+        while True:
+            with contextlib.suppress(Exception):  # the controller may be busy or restarting
+                status = await asyncio.to_thread(serve.status)
+                app = status.applications[self.app_name]
+                states = app.deployments[REPLICA_DEPLOYMENT].replica_states
+                counts = {getattr(k, "value", k): v for k, v in states.items()}
+                self.running_replicas = int(counts.get("RUNNING", 0))
+            await asyncio.sleep(interval)
 
 
 class CoderigGateway:
@@ -206,8 +229,14 @@ class CoderigGateway:
             fim_template=self.config.fim_template,
             stall_timeout=self.config.stall_timeout_s,
         )
-        self.gateway = Gateway(settings, name, tokenizer, fim, RayPool(RayEngine(dialect=dialect)))
+        try:
+            app_name = serve.get_replica_context().app_name
+        except Exception:  # outside Serve
+            app_name = None
+        self.pool = RayPool(RayEngine(dialect=dialect), app_name)
+        self.gateway = Gateway(settings, name, tokenizer, fim, self.pool)
         self.gateway.generator.stream_from = self._stream_from
+        self._cold_start_at: float | None = None
         self.served_by = Counter(
             "coderig_ray_replica_requests",
             "Generations completed, by the Ray Serve replica that ran them.",
@@ -221,8 +250,14 @@ class CoderigGateway:
         return create_app(self.gateway)
 
     async def _stream_from(self, replica: Replica, payload: dict) -> AsyncIterator[dict]:
+        if self.pool.running_replicas == 0 and self._cold_start_at is None:
+            # Scaled to zero: this request waits for Ray to start a replica.
+            self._cold_start_at = time.monotonic()
+            log.info("cold start (request): no engine replica running; Ray starts one")
         try:
             async for chunk in self.replicas.generate.remote(payload):
+                if self._cold_start_at is not None:
+                    self._observe_cold_start()
                 if "coderig_replica" in chunk:
                     self.served_by.labels(chunk["coderig_replica"]).inc()
                     continue
@@ -236,6 +271,15 @@ class CoderigGateway:
             raise
         except Exception as exc:  # the replica actor died, Ray backpressure, ...
             raise UpstreamFailure(f"Ray Serve replica failed ({exc.__class__.__name__})") from exc
+
+    def _observe_cold_start(self) -> None:
+        took = time.monotonic() - (self._cold_start_at or time.monotonic())
+        self._cold_start_at = None
+        self.pool.running_replicas = None  # unknown until the next poll
+        metrics = self.gateway.metrics
+        metrics.cold_starts.labels("request").inc()
+        metrics.cold_start_seconds.observe(took)
+        log.info("cold start (request): first token after %.2fs", took)
 
 
 def _gateway_model(config: RayAppConfig):
