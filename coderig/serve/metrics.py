@@ -85,22 +85,7 @@ class GatewayMetrics:
         self.cold_start_seconds = Histogram(
             "coderig_cold_start_seconds",
             "From scale-up start to all replicas ready.",
-            buckets=(
-                0.5,
-                1.0,
-                2.0,
-                3.0,
-                5.0,
-                7.5,
-                10.0,
-                15.0,
-                20.0,
-                30.0,
-                60.0,
-                120.0,
-                300.0,
-                600.0,
-            ),
+            buckets=COLD_START_BUCKETS,
             registry=r,
         )
         self.idle_shutdowns = Counter(
