@@ -84,7 +84,8 @@ class GatewayMetrics:
         )
         self.cold_start_seconds = Histogram(
             "coderig_cold_start_seconds",
-            "From scale-up start to all replicas ready.",
+            "Cold starts after scale to zero: with coderig serve from scale-up to all replicas "
+            "ready; on Ray Serve from the waiting request to its first token.",
             buckets=COLD_START_BUCKETS,
             registry=r,
         )
