@@ -6,6 +6,7 @@ import click
 
 from coderig import __version__
 from coderig.bench.cli import bench
+from coderig.deploy.cli import deploy
 from coderig.plan.cli import plan
 from coderig.serve.cli import serve
 
@@ -19,3 +20,4 @@ def main() -> None:
 main.add_command(serve)
 main.add_command(bench)
 main.add_command(plan)
+main.add_command(deploy)

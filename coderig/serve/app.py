@@ -10,12 +10,14 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from coderig import __version__
+from coderig.serve import lora_admin
 from coderig.serve.auth import Authenticator, KeyStore, RateLimiter, require_key
 from coderig.serve.editors.infill import InfillAPI
 from coderig.serve.editors.ollama import OllamaAPI
@@ -69,6 +71,10 @@ class Gateway:
     metrics: GatewayMetrics = field(default_factory=GatewayMetrics)
     auth: Authenticator | None = None
     on_replica_change: list[Callable[[Replica], None]] = field(default_factory=list)
+    # fleet: LoRA adapters served beside the base model (name -> where it comes from), and the
+    # scale-to-zero controller (coderig.serve.idle), when enabled.
+    adapters: dict[str, str] = field(default_factory=dict)
+    idle: Any = None
 
     def __post_init__(self) -> None:
         if self.auth is None:
@@ -113,16 +119,21 @@ class Gateway:
 
     async def start(self) -> None:
         await self.pool.start()
+        if self.idle is not None:
+            self.idle.start()
 
     async def stop(self) -> None:
+        if self.idle is not None:
+            await self.idle.stop()
         await self.pool.stop()
         await self.generator.aclose()
 
     def check_model(self, requested: str | None) -> None:
-        if requested is not None and requested != self.model_name:
+        if requested is not None and requested not in (self.model_name, *self.adapters):
+            served = ", ".join(f"`{m}`" for m in [self.model_name, *self.adapters])
             raise OpenAIError(
                 404,
-                f"The model `{requested}` does not exist. This server serves `{self.model_name}`.",
+                f"The model `{requested}` does not exist. This server serves {served}.",
                 param="model",
                 code="model_not_found",
             )
@@ -158,6 +169,7 @@ class Gateway:
             stop=stop,
             user=body.user,
             session=session or body.user,
+            model=body.model or self.model_name,
         )
 
 
@@ -204,7 +216,11 @@ def create_app(gateway: Gateway, *, manage_lifecycle: bool = True) -> FastAPI:
         """Readiness: at least one replica can take requests."""
         replicas = [r.snapshot() for r in gateway.pool.replicas]
         ok = any(r.state == ReplicaState.READY for r in gateway.pool.replicas)
-        return JSONResponse({"ready": ok, "replicas": replicas}, status_code=200 if ok else 503)
+        body: dict[str, Any] = {"ready": ok, "replicas": replicas}
+        if gateway.idle is not None:  # scaled to zero is ready: the next request cold-starts
+            body["state"] = gateway.idle.state
+            ok = body["ready"] = ok or gateway.idle.serves_when_cold
+        return JSONResponse(body, status_code=200 if ok else 503)
 
     metrics_guard = [Depends(require_key)] if gateway.settings.protect_metrics else []
 
@@ -229,7 +245,20 @@ def create_app(gateway: Gateway, *, manage_lifecycle: bool = True) -> FastAPI:
                     "owned_by": "coderig",
                     "max_model_len": gateway.settings.max_model_len,
                     "fim_template": gateway.fim_template.id if gateway.fim_template else None,
-                }
+                },
+                *(
+                    {
+                        "id": name,
+                        "object": "model",
+                        "created": gateway.created,
+                        "owned_by": "coderig",
+                        "root": source,
+                        "parent": gateway.model_name,
+                        "max_model_len": gateway.settings.max_model_len,
+                        "fim_template": gateway.fim_template.id if gateway.fim_template else None,
+                    }
+                    for name, source in gateway.adapters.items()
+                ),
             ],
         }
 
@@ -267,7 +296,7 @@ def create_app(gateway: Gateway, *, manage_lifecycle: bool = True) -> FastAPI:
             request,
             gateway,
             gen,
-            CompletionFormat(gateway.model_name),
+            CompletionFormat(gen.model or gateway.model_name),
             body.stream,
             include_usage,
             headers,
@@ -291,13 +320,20 @@ def create_app(gateway: Gateway, *, manage_lifecycle: bool = True) -> FastAPI:
         )
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         return await respond(
-            request, gateway, gen, ChatFormat(gateway.model_name), body.stream, include_usage, {}
+            request,
+            gateway,
+            gen,
+            ChatFormat(gen.model or gateway.model_name),
+            body.stream,
+            include_usage,
+            {},
         )
 
     app.include_router(v1)
     app.include_router(tabby.router)
     app.include_router(InfillAPI(gateway).router)
     app.include_router(OllamaAPI(gateway).router)
+    app.include_router(lora_admin.router)  # fleet: /v1/load_lora_adapter, /v1/unload_lora_adapter
     return app
 
 

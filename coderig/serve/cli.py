@@ -16,7 +16,9 @@ import click
 from rich.console import Console
 
 from coderig.models import ModelNotFound, resolve_model
+from coderig.serve import fleet
 from coderig.serve.fim import FimConfigError, choose_template
+from coderig.serve.fleet_options import fleet_options, fleet_settings
 from coderig.serve.settings import ServeSettings
 from coderig.units import parse_duration, parse_size
 
@@ -186,6 +188,7 @@ log = logging.getLogger("coderig.serve")
     show_default=True,
     help="One line per HTTP request (never bodies).",
 )
+@fleet_options
 def serve(**options) -> None:
     """Serve a code-completion model behind an OpenAI-compatible gateway."""
     console = Console(stderr=True)
@@ -224,6 +227,7 @@ def serve(**options) -> None:
             rate_limit_per_key=options["rate_limit_per_key"],
             protect_metrics=options["protect_metrics"],
             editor_time_budget_ms=_milliseconds(options["editor_time_budget"]),
+            **fleet_settings(options),
         )
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
@@ -241,6 +245,10 @@ def build_gateway(settings: ServeSettings, console: Console | None = None):
     from coderig.serve.pool import ReplicaPool
     from coderig.serve.tokenizer import GGUFTokenizer
 
+    if settings.engine != "llamacpp":  # fleet: vLLM or external upstreams
+        from coderig.serve.fleet import build_remote_gateway
+
+        return build_remote_gateway(settings, console)
     try:
         resolved = resolve_model(settings.model, name=settings.served_model_name)
     except ModelNotFound as exc:
@@ -275,10 +283,11 @@ def build_gateway(settings: ServeSettings, console: Console | None = None):
         n_ctx=settings.max_model_len,
         prompt_cache_bytes=settings.prompt_cache_bytes,
     )
+    engine = fleet.wrap_llamacpp_engine(engine, settings)  # fleet: LoRA adapter replicas
     log_dir = settings.log_dir or Path(tempfile.mkdtemp(prefix="coderig-"))
     pool = ReplicaPool(
         engine,
-        settings.replicas,
+        fleet.replica_count(engine, settings),
         log_dir=log_dir,
         startup_timeout=settings.startup_timeout,
         health_interval=settings.health_interval,
@@ -312,7 +321,7 @@ def build_gateway(settings: ServeSettings, console: Console | None = None):
             if keys is not None
             else "  API keys: none — the API is open to anyone who can reach it"
         )
-    return gateway
+    return fleet.attach_fleet(gateway, settings, console)  # fleet: adapters, scale to zero
 
 
 def parse_health_check(text: str) -> tuple[float, float, int]:

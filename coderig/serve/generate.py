@@ -14,7 +14,7 @@ import contextlib
 import math
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
 import httpx
@@ -42,6 +42,8 @@ class GenerationRequest:
     received: float = field(default_factory=time.monotonic)
     id: str = field(default_factory=lambda: uuid.uuid4().hex[:24])
     created: int = field(default_factory=lambda: int(time.time()))
+    # The served name asked for (base model or a LoRA adapter); None = the base model.
+    model: str | None = None
 
 
 @dataclass
@@ -102,6 +104,8 @@ class Generator:
         self.stall_timeout = stall_timeout
         self.router = router or Router(pool, "least-busy")
         self.admission = admission or Admission()
+        # fleet: awaited before routing; scale to zero (coderig.serve.idle) wakes replicas here.
+        self.before_route: Callable[[GenerationRequest], Awaitable[None]] | None = None
         self.client = httpx.AsyncClient(
             limits=httpx.Limits(max_connections=1024, max_keepalive_connections=256),
         )
@@ -112,7 +116,7 @@ class Generator:
     def choose_replica(self, request: GenerationRequest) -> Replica:
         """Route, then admit or shed: never queue a request that would wait too long."""
         try:
-            decision = self.router.choose(request.prompt, request.session)
+            decision = self.router.choose(request.prompt, request.session, model=request.model)
         except NoReplicaAvailable as exc:
             self.metrics.shed.labels("no_replica").inc()
             raise OpenAIError(
@@ -122,17 +126,17 @@ class Generator:
                 headers={"Retry-After": "1"},
             ) from exc
         if not self.admission.admits(decision.replica):
-            fallback = [r for r in self.pool.ready() if self.admission.admits(r)]
+            serving = [r for r in self.pool.replicas_for(request.model) if r in self.pool.ready()]
+            fallback = [r for r in serving if self.admission.admits(r)]
             if not fallback:
-                raise self._shed()
+                raise self._shed(serving)
             best = min(fallback, key=lambda r: (r.estimated_wait(), r.in_flight, r.index))
             decision = RouteDecision(best, "least-busy")
         self.metrics.routed.labels(decision.reason).inc()
         self.router.record(decision, request.prompt, request.session)
         return decision.replica
 
-    def _shed(self) -> OpenAIError:
-        ready = self.pool.ready()
+    def _shed(self, ready: list[Replica]) -> OpenAIError:
         full = all(r.queued >= self.admission.max_queue for r in ready)
         reason = "queue_full" if full else "queue_wait"
         self.metrics.shed.labels(reason).inc()
@@ -160,10 +164,20 @@ class Generator:
         }
         if request.stop:
             payload["stop"] = request.stop
-        return payload
+        # fleet: engine-specific fields (model/adapter name, stop_token_ids, usage...).
+        dialect = getattr(self.pool.engine, "dialect", None)
+        return dialect.adapt(payload, request.model) if dialect is not None else payload
+
+    def stream_from(self, replica: Replica, payload: dict) -> AsyncIterator[dict]:
+        """The replica's stream of chunks; Ray Serve (coderig.deploy.ray_app) goes via a handle."""
+        return stream_completion(
+            self.client, replica.url, payload, stall_timeout=self.stall_timeout
+        )
 
     async def run(self, request: GenerationRequest) -> AsyncIterator[Event]:
         """Stream the generation; raises OpenAIError before the first Delta if it cannot start."""
+        if self.before_route is not None:
+            await self.before_route(request)
         replica = self.choose_replica(request)
         payload = self.upstream_payload(request)
         first_token_at: float | None = None
@@ -175,9 +189,7 @@ class Generator:
         try:
             # aclosing: when this generator is closed at a yield (a client or a stop rule ends
             # the generation), the replica stream closes now, not whenever GC finalizes it.
-            chunks = stream_completion(
-                self.client, replica.url, payload, stall_timeout=self.stall_timeout
-            )
+            chunks = self.stream_from(replica, payload)
             async with self.pool.lease(replica), contextlib.aclosing(chunks):
                 slot_started = time.monotonic()
                 self.metrics.queue_wait.observe(slot_started - request.received)
@@ -236,12 +248,14 @@ class Generator:
         completion_tokens = self._completion_tokens(
             upstream_usage, finish_reason, request.max_tokens, "".join(text_parts), pieces
         )
-        self.metrics.prompt_tokens.inc(request.prompt_tokens)
+        # The engine's own prompt count beats ours when we only estimate (external engines).
+        prompt_tokens = int((upstream_usage or {}).get("prompt_tokens") or request.prompt_tokens)
+        self.metrics.prompt_tokens.inc(prompt_tokens)
         self.metrics.completion_tokens.inc(completion_tokens)
         self.metrics.request_duration.labels(request.route).observe(
             time.monotonic() - request.received
         )
-        yield Finished(finish_reason, request.prompt_tokens, completion_tokens)
+        yield Finished(finish_reason, prompt_tokens, completion_tokens)
 
     def _completion_tokens(
         self, usage: dict | None, finish_reason: str, max_tokens: int, text: str, pieces: int

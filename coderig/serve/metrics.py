@@ -18,6 +18,9 @@ TTFT_BUCKETS = (
     1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 20.0, 30.0,
 )  # fmt: skip
 
+# Seconds: a small model on CPU starts in ~1 s, a 7B vLLM replica in a minute or more.
+COLD_START_BUCKETS = (0.5, 1.0, 2.0, 3.0, 5.0, 7.5, 10.0, 15.0, 20.0, 30.0, 60.0, 120.0, 300.0)
+
 
 class GatewayMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
@@ -137,4 +140,27 @@ class GatewayMetrics:
             "gateway started, by language and key name.",
             ["language", "key"],
             registry=r,
+        )
+        # fleet: scale to zero (coderig.serve.idle).
+        self.cold_starts = Counter(
+            "coderig_cold_starts",
+            "Times the replicas were started after scale to zero, by what started them "
+            "(a waiting request, or the --schedule opening).",
+            ["reason"],
+            registry=r,
+        )
+        self.cold_start_seconds = Histogram(
+            "coderig_cold_start_seconds",
+            "Cold starts after scale to zero: with coderig serve from scale-up to all replicas "
+            "ready; on Ray Serve from the waiting request to its first token.",
+            buckets=COLD_START_BUCKETS,
+            registry=r,
+        )
+        self.idle_shutdowns = Counter(
+            "coderig_idle_shutdowns",
+            "Times the replicas were stopped after --idle-shutdown without requests.",
+            registry=r,
+        )
+        self.scaled_to_zero = Gauge(
+            "coderig_scaled_to_zero", "1 while the replicas are scaled to zero.", registry=r
         )

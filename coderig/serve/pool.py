@@ -105,6 +105,9 @@ class Replica:
         self.ready_since: float | None = None
         # Seconds each recent request held a slot: the admission controller's service-time estimate.
         self.service_times: deque[float] = deque(maxlen=64)
+        # Served model names this replica can answer (LoRA adapters on llama.cpp live on their
+        # own replicas); None = every name the gateway serves (vLLM multi-LoRA, external).
+        self.models: frozenset[str] | None = None
 
     @property
     def in_flight(self) -> int:
@@ -145,6 +148,7 @@ class Replica:
             "queued": self.queued,
             "restarts": self.restarts,
             "last_exit": self.last_exit,
+            "models": sorted(self.models) if self.models is not None else None,
         }
 
     def log_tail(self, lines: int = 15) -> str:
@@ -189,6 +193,7 @@ class ReplicaPool:
         self._tasks: list[asyncio.Task] = []
         self._first_ready: dict[int, asyncio.Future] = {}
         self._health_client = httpx.AsyncClient(timeout=health_timeout)
+        self._scaled_to_zero = False
 
     # --- lifecycle -------------------------------------------------------------------
 
@@ -375,7 +380,9 @@ class ReplicaPool:
         """An upstream we did not start: we can only wait for it to answer."""
         while not self._stopping:
             if await self._probe(replica):
-                if replica.state != ReplicaState.READY:
+                # The health loop may already have marked it READY again; a set ``lost`` left
+                # from the outage would still fail every lease, so renew it either way.
+                if replica.state != ReplicaState.READY or replica.lost.is_set():
                     replica.lost = asyncio.Event()
                     self._set_state(replica, ReplicaState.READY)
                 if not first.done():
@@ -408,6 +415,41 @@ class ReplicaPool:
         finally:
             replica.active -= 1
             replica.slots.release()
+
+    # --- fleet: per-model routing, scale to zero (coderig.serve.idle) ---------------------
+
+    def replicas_for(self, model: str | None) -> list[Replica]:
+        """Replicas that can serve ``model`` (None = the base model), whatever their state."""
+        return [r for r in self.replicas if model is None or r.models is None or model in r.models]
+
+    def least_busy_for(self, model: str | None) -> Replica:
+        """:meth:`least_busy` among the replicas that serve ``model``."""
+        candidates = [r for r in self.replicas_for(model) if r.state == ReplicaState.READY]
+        if not candidates:
+            raise NoReplicaAvailable(f"no replica serving {model or 'the base model'} is ready")
+        return min(candidates, key=lambda r: (r.in_flight, r.active, r.index))
+
+    @property
+    def scaled_to_zero(self) -> bool:
+        return self._scaled_to_zero
+
+    async def scale_to_zero(self) -> None:
+        """Stop every replica process but keep the pool usable: :meth:`scale_up` restarts them."""
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        await asyncio.gather(*(self._terminate(r) for r in self.replicas))
+        self._scaled_to_zero = True
+        for replica in self.replicas:
+            self._set_state(replica, ReplicaState.STOPPED)
+
+    async def scale_up(self) -> None:
+        """Start the replicas again after :meth:`scale_to_zero`; returns once all are ready."""
+        self._scaled_to_zero = False
+        await self.start()
 
 
 async def _acquire_unless(semaphore: asyncio.Semaphore, lost: asyncio.Event) -> None:

@@ -20,7 +20,7 @@ import hashlib
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from coderig.serve.pool import NoReplicaAvailable, Replica, ReplicaPool
+from coderig.serve.pool import NoReplicaAvailable, Replica, ReplicaPool, ReplicaState
 
 BLOCK_CHARS = 64
 
@@ -82,10 +82,13 @@ class Router:
         self._sessions = _LRU(capacity // 10)  # session key -> replica index
         self._turn = -1
 
-    def choose(self, prompt: str, session: str | None = None) -> RouteDecision:
-        ready = self.pool.ready()
+    def choose(
+        self, prompt: str, session: str | None = None, *, model: str | None = None
+    ) -> RouteDecision:
+        """``model``: only replicas serving it (a LoRA adapter's own replicas, or the base's)."""
+        ready = [r for r in self.pool.replicas_for(model) if r.state == ReplicaState.READY]
         if not ready:
-            raise NoReplicaAvailable("no replica is ready")
+            raise NoReplicaAvailable(f"no replica serving {model or 'the model'} is ready")
         least = self._least_busy(ready)
         if self.policy == "least-busy" or len(ready) == 1:
             return RouteDecision(least, "least-busy")

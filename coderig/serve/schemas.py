@@ -312,6 +312,9 @@ class ModelCard(BaseModel):
     owned_by: str = "coderig"
     max_model_len: int | None = None
     fim_template: str | None = None
+    # As vLLM lists LoRA adapters: the adapter's source, and the base model it applies to.
+    root: str | None = None
+    parent: str | None = None
 
 
 class ModelList(BaseModel):

@@ -42,6 +42,22 @@ class ServeSettings(BaseModel):
     protect_metrics: bool = False
     # Editor APIs: time budget for requests that set none (llama.cpp's t_max_predict_ms).
     editor_time_budget_ms: int | None = Field(default=None, ge=1)
+    # --- fleet (coderig.serve.fleet): vLLM, external upstreams, LoRA, scale to zero ---------
+    replicas_auto: bool = False  # --replicas not given: vLLM runs one per GPU group
+    upstreams: list[str] = Field(default_factory=list)
+    tokenizer: str | None = None
+    upstream_concurrency: int = Field(default=16, ge=1)
+    loras: dict[str, str] = Field(default_factory=dict)
+    lora_replicas: int = Field(default=1, ge=1)
+    gpu_memory_utilization: float = Field(default=0.90, gt=0, le=1)
+    tensor_parallel_size: int = Field(default=1, ge=1)
+    max_num_seqs: int = Field(default=64, ge=1)
+    speculative_ngram: int = Field(default=0, ge=0)
+    fp8: bool = False
+    prefix_caching: bool = True
+    vllm_args: list[str] = Field(default_factory=list)
+    idle_shutdown: float | None = Field(default=None, gt=0)
+    schedule: str | None = None
 
     def threads(self) -> int:
         if self.threads_per_replica:

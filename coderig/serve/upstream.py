@@ -49,6 +49,10 @@ async def stream_completion(
                 if data == "[DONE]":
                     return
                 chunk = json.loads(data)
+                if chunk.get("object") == "error":  # older vLLM: the ErrorResponse itself
+                    code = chunk.get("code")
+                    status = code if isinstance(code, int) and 400 <= code < 600 else 500
+                    raise UpstreamRejected(status, str(chunk.get("message")))
                 if "error" in chunk:
                     error = chunk["error"]
                     message = (

@@ -1,0 +1,279 @@
+"""``coderig serve`` beyond one CPU: assembling the gateway for vLLM replicas, external
+upstreams, LoRA adapters and scale to zero (the flags are in ``coderig.serve.fleet_options``).
+``coderig.serve.cli`` calls in at a few delimited places.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import click
+from rich.console import Console
+
+from coderig.engines.dialect import OpenAIDialect
+from coderig.engines.lora import LlamaCppLoraEngine, check_gguf_adapter
+from coderig.models import ModelNotFound, resolve_model
+from coderig.schedule import Schedule
+from coderig.serve.fim import FimConfigError, choose_template
+from coderig.serve.settings import ServeSettings
+
+# --- llama.cpp with LoRA adapters (hooks in build_gateway) ----------------------------------
+
+
+def wrap_llamacpp_engine(engine, settings: ServeSettings):
+    """The llama.cpp engine, with adapter replicas appended when ``--lora`` is given."""
+    if not settings.loras:
+        return engine
+    try:
+        adapters = {name: check_gguf_adapter(name, path) for name, path in settings.loras.items()}
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from exc
+    return LlamaCppLoraEngine.build(engine, adapters, settings.replicas, settings.lora_replicas)
+
+
+def replica_count(engine, settings: ServeSettings) -> int:
+    return engine.replicas if isinstance(engine, LlamaCppLoraEngine) else settings.replicas
+
+
+def attach_fleet(gateway, settings: ServeSettings, console: Console | None = None):
+    """Adapters (names, per-replica routing) and the scale-to-zero controller, on any gateway."""
+    engine = gateway.pool.engine
+    if isinstance(engine, LlamaCppLoraEngine):
+        for replica in gateway.pool.replicas:
+            replica.models = engine.models_for(replica.index, gateway.model_name)
+        gateway.adapters = {name: str(path) for name, path in engine.adapters.items()}
+        if console is not None:
+            for name in engine.adapters:
+                console.print(
+                    f"  LoRA adapter [cyan]{name}[/]: {settings.lora_replicas} replica(s)"
+                )
+    if settings.idle_shutdown or settings.schedule:
+        from coderig.serve.idle import IdleController
+
+        if gateway.pool.engine.name == "external":
+            raise click.ClickException(
+                "--idle-shutdown/--schedule stop replicas coderig started; "
+                "external upstreams are not coderig's to stop"
+            )
+        schedule = Schedule.parse(settings.schedule) if settings.schedule else None
+        gateway.idle = IdleController(
+            gateway.pool,
+            idle_after=settings.idle_shutdown,
+            schedule=schedule,
+            metrics=gateway.metrics,
+        )
+        gateway.generator.before_route = gateway.idle.ensure_warm
+        if console is not None:
+            idle = gateway.idle.idle_after
+            console.print(
+                "  scale to zero: after "
+                + (f"{idle:g}s" if idle else "never")
+                + " without requests"
+                + (f", warm during {schedule.describe()}" if schedule else "")
+            )
+    return gateway
+
+
+# --- vLLM and external engines ---------------------------------------------------------------
+
+
+def build_remote_gateway(settings: ServeSettings, console: Console | None = None):
+    """The gateway for ``--engine vllm`` or ``--engine external`` (not started)."""
+    from coderig.serve.app import Gateway
+    from coderig.serve.pool import ReplicaPool
+
+    if settings.engine == "vllm":
+        engine, name, tokenizer, replicas, urls = _vllm_engine(settings, console)
+        adapters = dict(settings.loras)
+    else:
+        engine, name, tokenizer, replicas, urls, adapters = _external_engine(settings)
+    has_vocabulary = tokenizer.__class__.__name__ != "ApproxTokenizer"
+    context = getattr(tokenizer, "context_length", None)
+    if context and settings.max_model_len > context:
+        raise click.ClickException(
+            f"--max-model-len {settings.max_model_len} is above the model's trained context "
+            f"length ({context})"
+        )
+    upstream = engine.model if settings.engine == "external" else name
+    try:
+        fim = choose_template(
+            model_name=upstream,
+            is_special_token=tokenizer.is_special_token if has_vocabulary else None,
+            override=settings.fim_template,
+        )
+    except FimConfigError as exc:
+        raise click.ClickException(str(exc)) from exc
+    engine.dialect = OpenAIDialect(
+        model_for=_upstream_model(name, upstream, adapters),
+        special_token_id=special_token_id(tokenizer) if has_vocabulary else None,
+        native_ignore_eos=settings.engine == "vllm",
+    )
+    log_dir = settings.log_dir or Path(tempfile.mkdtemp(prefix="coderig-"))
+    pool = ReplicaPool(
+        engine,
+        replicas,
+        log_dir=log_dir,
+        external_urls=urls,
+        startup_timeout=settings.startup_timeout,
+        health_interval=settings.health_interval,
+        health_timeout=settings.health_timeout,
+        health_failures=settings.health_failures,
+    )
+    if console is not None:
+        console.print(f"[bold]coderig[/] model [cyan]{name}[/] on {settings.engine}")
+        console.print(f"  fill-in-the-middle: {fim.id if fim else 'none (prefix only)'}")
+        if urls:
+            console.print(f"  upstreams: {', '.join(urls)}")
+        else:
+            console.print(f"  {replicas} vLLM replica(s), logs in {log_dir}")
+        if not has_vocabulary:
+            console.print(
+                "  [yellow]no tokenizer[/]: prompt tokens estimated, usage from the upstream, "
+                "no chat template (pass --tokenizer for exact counts and chat)"
+            )
+        for adapter in adapters:
+            console.print(f"  also serving [cyan]{adapter}[/]")
+    try:
+        gateway = Gateway(settings, name, tokenizer, fim, pool)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from exc
+    gateway.adapters = adapters
+    return attach_fleet(gateway, settings, console)
+
+
+def _upstream_model(served: str, upstream: str, adapters: dict[str, str]):
+    """Served name -> the ``model`` field the upstream expects."""
+
+    def model_for(requested: str | None) -> str:
+        if requested is None or requested == served:
+            return upstream
+        return requested if requested in adapters else upstream
+
+    return model_for
+
+
+def special_token_id(tokenizer):
+    """A function: stop string -> its id when it is one special token, else None."""
+    direct = getattr(tokenizer, "token_id", None)
+    if direct is not None:
+        return direct
+
+    def token_id(text: str) -> int | None:
+        ids = tokenizer.encode(text)
+        return ids[0] if len(ids) == 1 and tokenizer.is_special_token(text) else None
+
+    return token_id
+
+
+def _vllm_engine(settings: ServeSettings, console: Console | None):
+    from coderig.engines.vllm import (
+        EngineUnavailable,
+        VllmEngine,
+        VllmOptions,
+        preflight,
+        vllm_command,
+    )
+    from coderig.serve.remote_tokenizers import HFTokenizer
+
+    if settings.upstreams:
+        raise click.UsageError("--upstream is for --engine external")
+    if not settings.model:
+        raise click.UsageError(
+            "--engine vllm needs --model: a Hugging Face id or checkpoint directory, "
+            "e.g. --model Qwen/Qwen2.5-Coder-7B"
+        )
+    tp = settings.tensor_parallel_size
+    try:
+        gpus = preflight(1 if settings.replicas_auto else settings.replicas, tp)
+    except EngineUnavailable as exc:
+        raise click.ClickException(str(exc)) from exc
+    replicas = max(1, len(gpus) // tp) if settings.replicas_auto else settings.replicas
+    try:
+        resolved = resolve_model(settings.model, name=settings.served_model_name)
+    except ModelNotFound as exc:
+        raise click.ClickException(str(exc)) from exc
+    if resolved.is_gguf:
+        raise click.ClickException(
+            f"{resolved.path}: --engine vllm serves Hugging Face checkpoints, not GGUF files "
+            "(use the llama.cpp engine for .gguf)"
+        )
+    try:
+        tokenizer = HFTokenizer(resolved.path)
+    except (ImportError, OSError, ValueError) as exc:
+        raise click.ClickException(f"{resolved.path}: cannot load its tokenizer ({exc})") from exc
+    options = VllmOptions(
+        max_model_len=settings.max_model_len,
+        gpu_memory_utilization=settings.gpu_memory_utilization,
+        tensor_parallel_size=tp,
+        max_num_seqs=settings.max_num_seqs,
+        prefix_caching=settings.prefix_caching,
+        ngram_speculative_tokens=settings.speculative_ngram,
+        fp8=settings.fp8,
+        extra_args=list(settings.vllm_args),
+    )
+    engine = VllmEngine(
+        model=str(resolved.path),
+        served_model_name=resolved.name,
+        options=options,
+        loras=dict(settings.loras),
+        gpu_ids=[g.index for g in gpus],
+        command=vllm_command() or ["vllm", "serve"],
+        supports_runtime_lora=bool(settings.loras),
+    )
+    if console is not None:
+        console.print(f"  GPUs: {', '.join(f'{g.index}: {g.name}' for g in gpus)}")
+    return engine, resolved.name, tokenizer, replicas, None
+
+
+def _external_engine(settings: ServeSettings):
+    from coderig.engines.external import (
+        ExternalEngine,
+        UpstreamUnreachable,
+        list_upstream_models,
+        normalize_upstream,
+    )
+
+    if not settings.upstreams:
+        raise click.UsageError("--engine external needs at least one --upstream URL")
+    if settings.loras:
+        raise click.UsageError(
+            "--lora starts adapters on coderig's own replicas; with --engine external, load them "
+            "on the upstream (e.g. vllm serve --lora-modules): the gateway serves every model "
+            "the upstream lists"
+        )
+    try:
+        urls = [normalize_upstream(u) for u in settings.upstreams]
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
+    if settings.model:
+        ids = [settings.model]
+    else:
+        try:
+            ids = list_upstream_models(urls)
+        except UpstreamUnreachable as exc:
+            raise click.ClickException(
+                f"cannot ask the upstream which model it serves ({exc}); start it first, or "
+                "pass --model with the name it expects"
+            ) from exc
+    upstream_model = ids[0]
+    name = settings.served_model_name or upstream_model
+    adapters = {other: "upstream" for other in ids[1:] if other != name}
+    tokenizer = _external_tokenizer(settings.tokenizer)
+    engine = ExternalEngine(model=upstream_model, slots=settings.upstream_concurrency)
+    return engine, name, tokenizer, len(urls), urls, adapters
+
+
+def _external_tokenizer(spec: str | None):
+    from coderig.serve.remote_tokenizers import ApproxTokenizer, HFTokenizer
+    from coderig.serve.tokenizer import GGUFTokenizer
+
+    if not spec:
+        return ApproxTokenizer()
+    path = Path(spec).expanduser()
+    try:
+        if path.suffix == ".gguf":
+            return GGUFTokenizer(path)
+        return HFTokenizer(path if path.exists() else spec)
+    except (ImportError, OSError, ValueError) as exc:
+        raise click.ClickException(f"--tokenizer {spec}: cannot load it ({exc})") from exc

@@ -1,0 +1,152 @@
+"""The ``coderig serve`` flags for engines, LoRA adapters and scale to zero, and the
+``ServeSettings`` fields they become (applied to ``serve`` with one decorator)."""
+
+from __future__ import annotations
+
+import click
+
+from coderig.engines.lora import parse_lora_specs
+from coderig.schedule import Schedule
+from coderig.units import parse_duration
+
+ENGINES = ("llamacpp", "vllm", "external")
+
+
+def fleet_options(command):
+    """The ``serve`` flags for engines, adapters and scale to zero."""
+    options = [
+        click.option(
+            "--engine",
+            type=click.Choice(ENGINES),
+            default="llamacpp",
+            show_default=True,
+            help="llamacpp: CPU replicas from a .gguf. vllm: `vllm serve` replicas on NVIDIA "
+            "GPUs. external: servers you already run (--upstream).",
+        ),
+        click.option(
+            "--upstream",
+            "upstreams",
+            multiple=True,
+            metavar="URL",
+            help="With --engine external: an OpenAI-compatible server (vLLM, llama-server, "
+            "Ollama), e.g. http://gpu1:8000. Repeat for several.",
+        ),
+        click.option(
+            "--tokenizer",
+            default=None,
+            help="With --engine external: the model's tokenizer (.gguf file, HF checkpoint "
+            "directory or cached HF id) for exact token counts, FIM checks and chat. "
+            "Default: estimated counts, FIM from the model name, no chat.",
+        ),
+        click.option(
+            "--upstream-concurrency",
+            type=click.IntRange(1),
+            default=16,
+            show_default=True,
+            help="With --engine external: requests sent to one upstream at once.",
+        ),
+        click.option(
+            "--lora",
+            "loras",
+            multiple=True,
+            metavar="NAME=PATH",
+            help="Serve a LoRA adapter as model NAME (repeatable). llama.cpp: a GGUF adapter; "
+            "vLLM: a PEFT directory or HF id.",
+        ),
+        click.option(
+            "--lora-replicas",
+            type=click.IntRange(1, 64),
+            default=1,
+            show_default=True,
+            help="llama.cpp replicas per adapter (each holds its own model copy).",
+        ),
+        click.option(
+            "--gpu-memory-utilization",
+            type=click.FloatRange(0, 1, min_open=True),
+            default=0.90,
+            show_default=True,
+            help="vLLM: fraction of each GPU's memory for weights and KV cache.",
+        ),
+        click.option(
+            "--tensor-parallel-size",
+            "-tp",
+            type=click.IntRange(1, 64),
+            default=1,
+            show_default=True,
+            help="vLLM: GPUs per replica.",
+        ),
+        click.option(
+            "--max-num-seqs",
+            type=click.IntRange(1),
+            default=64,
+            show_default=True,
+            help="vLLM: sequences a replica batches at once.",
+        ),
+        click.option(
+            "--speculative-ngram",
+            type=click.IntRange(0, 16),
+            default=0,
+            show_default=True,
+            help="vLLM: n-gram speculative decoding, tokens proposed per step (0 = off).",
+        ),
+        click.option("--fp8", is_flag=True, help="vLLM: quantize weights to fp8 on load."),
+        click.option(
+            "--prefix-caching/--no-prefix-caching",
+            default=True,
+            show_default=True,
+            help="vLLM: reuse the KV cache of shared prompt prefixes.",
+        ),
+        click.option(
+            "--vllm-arg",
+            "vllm_args",
+            multiple=True,
+            metavar="ARG",
+            help="vLLM: one more argument for `vllm serve`, verbatim (repeatable).",
+        ),
+        click.option(
+            "--idle-shutdown",
+            default=None,
+            metavar="DURATION",
+            help="Stop the replicas after this long without requests (e.g. 15m); the next "
+            "request starts them again and waits.",
+        ),
+        click.option(
+            "--schedule",
+            default=None,
+            help='Keep replicas warm in these hours, e.g. "mon-fri 08:00-19:00" (scale to zero '
+            "outside them after --idle-shutdown, default 15m).",
+        ),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def fleet_settings(options: dict) -> dict:
+    """ServeSettings fields from the flags above; raises ValueError on a bad value."""
+    ctx = click.get_current_context(silent=True)
+    replicas_auto = bool(
+        ctx is not None
+        and ctx.get_parameter_source("replicas") == click.core.ParameterSource.DEFAULT
+    )
+    if options["schedule"]:
+        Schedule.parse(options["schedule"])  # fail at startup, not at 8 am
+    idle = options["idle_shutdown"]
+    return {
+        "engine": options["engine"],
+        "replicas_auto": replicas_auto,
+        "upstreams": list(options["upstreams"]),
+        "tokenizer": options["tokenizer"],
+        "upstream_concurrency": options["upstream_concurrency"],
+        "loras": parse_lora_specs(options["loras"]),
+        "lora_replicas": options["lora_replicas"],
+        "gpu_memory_utilization": options["gpu_memory_utilization"],
+        "tensor_parallel_size": options["tensor_parallel_size"],
+        "max_num_seqs": options["max_num_seqs"],
+        "speculative_ngram": options["speculative_ngram"],
+        "fp8": options["fp8"],
+        "prefix_caching": options["prefix_caching"],
+        "vllm_args": list(options["vllm_args"]),
+        "idle_shutdown": parse_duration(idle) if idle else None,
+        "schedule": options["schedule"],
+    }
