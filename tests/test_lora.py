@@ -149,6 +149,6 @@ def test_runtime_loading_is_refused_on_llamacpp_with_the_reason(lora_server, ada
         json={"lora_name": "late", "lora_path": str(adapter)},
         timeout=10,
     )
-    assert response.status_code == 400
+    assert response.status_code == 501
     error = response.json()["error"]
     assert error["code"] == "runtime_lora_unsupported" and "--lora" in error["message"]

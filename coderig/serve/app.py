@@ -333,7 +333,10 @@ def create_app(gateway: Gateway, *, manage_lifecycle: bool = True) -> FastAPI:
     app.include_router(tabby.router)
     app.include_router(InfillAPI(gateway).router)
     app.include_router(OllamaAPI(gateway).router)
-    app.include_router(lora_admin.router)  # fleet: /v1/load_lora_adapter, /v1/unload_lora_adapter
+    # fleet: /v1/load_lora_adapter, /v1/unload_lora_adapter. Documented only where the engine
+    # can load adapters at run time (vLLM); elsewhere they answer 501 with the reason.
+    runtime_lora = getattr(gateway.pool.engine, "supports_runtime_lora", False)
+    app.include_router(lora_admin.router, responses=ERROR_RESPONSES, include_in_schema=runtime_lora)
     return app
 
 

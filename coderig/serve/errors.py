@@ -29,6 +29,7 @@ _TYPE_BY_STATUS = {
     499: "cancelled",
     500: "server_error",
     502: "upstream_error",
+    501: "not_implemented",
     503: "service_unavailable",
     504: "timeout_error",
 }

@@ -6,7 +6,7 @@ The gateway forwards the call to every ready replica (vLLM replicas are started 
 ``VLLM_ALLOW_RUNTIME_LORA_UPDATING`` when ``--lora`` is given; an external vLLM must be started
 with it), and on success serves the new name: ``/v1/models`` lists it, requests naming it are
 routed, and vLLM replicas that restart later get it on their command line. llama.cpp applies an
-adapter when a replica loads the model, so there the answer is a 400 saying to use ``--lora``.
+adapter when a replica loads the model, so there the answer is a 501 saying to use ``--lora``.
 Both routes need an API key when keys are configured.
 """
 
@@ -40,7 +40,7 @@ def _runtime_engine(gateway):
     engine = gateway.pool.engine
     if not getattr(engine, "supports_runtime_lora", False):
         raise OpenAIError(
-            400,
+            501,
             f"the {engine.name} engine loads LoRA adapters when a replica starts: restart with "
             "--lora NAME=PATH (runtime loading needs vLLM started with --lora)",
             code="runtime_lora_unsupported",
