@@ -28,10 +28,10 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from tests.support.server import start_server  # noqa: E402
 
-PROMPTS = [
-    f"def handler_{i}(request):\n    # validate the payload of request {i}\n    data = "
-    for i in range(1000)
-]
+def prompt_for(i: int, side: int) -> str:
+    """Distinct prompts of identical token length, different from their first line on, so no
+    request reuses another's KV cache (SmolLM2 tokenizes digits one by one)."""
+    return f"# {i:05d}{side}\ndef handler(request):\n    # validate the payload\n    data = "
 
 
 def one_request(
@@ -61,15 +61,14 @@ def latency_pairs(direct_url, gateway_url, pairs, max_tokens, stream):
     added, direct_all, gateway_all = [], [], []
     with httpx.Client(timeout=120) as direct, httpx.Client(timeout=120) as gateway:
         for target, url in ((direct, direct_url), (gateway, gateway_url)):  # warm up
-            one_request(target, url, "warm up", max_tokens, stream)
+            one_request(target, url, prompt_for(99999, 9), max_tokens, stream)
         for i in range(pairs):
-            prompt = PROMPTS[i]
             order = [("d", direct, direct_url), ("g", gateway, gateway_url)]
             if i % 2:
                 order.reverse()
             times = {}
-            for name, client, url in order:
-                times[name] = one_request(client, url, prompt, max_tokens, stream)
+            for side, (name, client, url) in enumerate(order):
+                times[name] = one_request(client, url, prompt_for(i, side), max_tokens, stream)
             direct_all.append(times["d"])
             gateway_all.append(times["g"])
             added.append(times["g"] - times["d"])
@@ -80,7 +79,7 @@ def throughput(url: str, requests: int, concurrency: int, max_tokens: int, offse
     def worker(indices):
         with httpx.Client(timeout=300) as client:
             for i in indices:
-                one_request(client, url, PROMPTS[(offset + i) % len(PROMPTS)], max_tokens, False)
+                one_request(client, url, prompt_for(offset + i, 2), max_tokens, False)
 
     chunks = [list(range(i, requests, concurrency)) for i in range(concurrency)]
     started = time.perf_counter()
@@ -102,12 +101,20 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--block", type=int, default=24, help="requests per throughput block")
     parser.add_argument("--blocks", type=int, default=3, help="blocks per side")
-    parser.add_argument("--threads", type=int, default=None, help="llama.cpp threads per replica")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="llama.cpp threads per replica (1: leave a core to the gateway, as a GPU engine does)",
+    )
     args = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="coderig-bench-"))
-    extra = ["--threads-per-replica", str(args.threads)] if args.threads else []
-    server = start_server(workdir, "--replicas", "1", "--no-access-log", *extra)
+    # No load shedding: the throughput blocks queue on purpose, as they do on the direct path.
+    server = start_server(
+        workdir, "--replicas", "1", "--no-access-log", "--max-queue-wait", "off",
+        "--threads-per-replica", str(args.threads),
+    )  # fmt: skip
     try:
         replica_url = server.ready_info()["replicas"][0]["url"]
         direct_url = f"{replica_url}/v1/completions"
@@ -124,7 +131,7 @@ def main() -> None:
             f"python {platform.python_version()}"
         )
         print(
-            f"model: embedded SmolLM2-135M Q4_1, 1 llama.cpp replica; max_tokens={args.max_tokens} "
+            f"model: embedded SmolLM2-135M Q4_1, 1 llama.cpp replica x {args.threads} thread(s); max_tokens={args.max_tokens} "
             f"(forced with min_tokens), temperature 0\n"
         )
         print("## Added latency (gateway - direct, same prompt, sequential pairs)\n")

@@ -65,3 +65,15 @@ def test_a_corrupt_gguf_is_a_clear_error(tmp_path):
     assert result.returncode != 0
     assert "cannot read this GGUF file" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_the_listening_socket_is_tcp_with_nodelay_so_responses_are_not_held_by_nagle():
+    from coderig.serve.cli import bind_socket
+
+    sock = bind_socket("127.0.0.1", 0)
+    try:
+        # asyncio sets TCP_NODELAY on accepted connections only when proto says TCP.
+        assert sock.proto == socket.IPPROTO_TCP
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
+    finally:
+        sock.close()

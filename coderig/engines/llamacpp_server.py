@@ -1,35 +1,36 @@
-"""A llama.cpp replica: llama-cpp-python's own OpenAI server, with token streaming that keeps
-the model busy.
+"""A llama.cpp replica: llama-cpp-python's own OpenAI server, with what the gateway needs.
 
-``python -m llama_cpp.server`` streams by handing the token generator to a worker thread *one
-token at a time* (``iterate_in_threadpool``): after each token, generation stops until the event
-loop has sent the chunk and asked for the next one. Measured on 2 cores with SmolLM2-135M, that
-hop cost ~2.4 ms per token (about a third of a decode step), and the gateway always streams.
-This module runs the same server (same settings, routes and schemas: ``create_app`` from
-``llama_cpp.server.app``) and replaces only its SSE publisher with one whose producer thread
-runs ahead, so decoding continues while chunks are sent. The producer is stopped and joined
-before the model lock is released: a client that disconnects stops generation within one token,
-and no two generations ever touch the model at once.
+This runs the same server as ``python -m llama_cpp.server`` (its settings, routes and schemas:
+``create_app`` from ``llama_cpp.server.app``) and replaces only its SSE publisher, with one that
+
+* counts what the replica does, for ``GET /coderig/stats`` (requests, tokens generated, prompt
+  tokens reused from the KV cache, cancellations, busy) — which is also the health route, since
+  ``llama_cpp.server``'s own routes wait for the model lock while a generation runs;
+* reports the prompt tokens and the cached ones in the ``usage`` of the last chunk (llama.cpp's
+  stream has no usage), so the gateway can count prompt-cache hits;
+* closes the token generator before the model lock is released when the client leaves, so the
+  abandoned generation stops within a token and can never run beside the next one.
+
+Tokens are still produced one per worker-thread hop, as in the stock publisher. A version that
+decoded ahead in its own thread was measured (benchmarks/replica_streaming.py): on 2 cores with
+llama.cpp using both, the event loop then competes with llama.cpp's threads and streaming got
+2.3x slower, while the stock hop costs ~0.35 ms per token.
 
 Run it as ``python -m coderig.engines.llamacpp_server`` with llama_cpp.server's own flags.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import sys
-import threading
 import typing
-from collections.abc import AsyncIterator, Iterator
 
 import anyio
 import llama_cpp.server.app as server_app
 from anyio.streams.memory import MemoryObjectSendStream
 from fastapi import Request
-
-_END = object()
+from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 
 
 class ReplicaStats:
@@ -73,53 +74,6 @@ def prompt_cache_usage(llama, prompt: object) -> dict | None:
     return {"prompt_tokens": len(tokens), "prompt_tokens_details": {"cached_tokens": cached}}
 
 
-class Prefetcher:
-    """Drive a blocking token iterator in its own thread, ahead of the async consumer."""
-
-    def __init__(self, make_iterator: typing.Callable[[], Iterator]) -> None:
-        self._make_iterator = make_iterator
-        self._loop = asyncio.get_running_loop()
-        self._queue: asyncio.Queue = asyncio.Queue()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._produce, name="llama-generate", daemon=True)
-        self._thread.start()
-
-    def _put(self, item: object, error: BaseException | None = None) -> None:
-        self._loop.call_soon_threadsafe(self._queue.put_nowait, (item, error))
-
-    def _produce(self) -> None:
-        iterator = None
-        try:
-            iterator = self._make_iterator()
-            for chunk in iterator:
-                if self._stop.is_set():
-                    break
-                self._put(chunk)
-        except BaseException as exc:  # handed to the consumer, re-raised there
-            self._put(_END, exc)
-            return
-        finally:
-            close = getattr(iterator, "close", None)
-            if close is not None:
-                close()  # stops llama.cpp's generator (and its decoding) here, in this thread
-        self._put(_END)
-
-    async def __aiter__(self) -> AsyncIterator:
-        while True:
-            item, error = await self._queue.get()
-            if item is _END:
-                if error is not None:
-                    raise error
-                return
-            yield item
-
-    async def stop(self) -> None:
-        """Stop after the current token and wait for the thread, even when being cancelled."""
-        self._stop.set()
-        with anyio.CancelScope(shield=True):
-            await anyio.to_thread.run_sync(self._thread.join)
-
-
 async def get_event_publisher(
     request: Request,
     inner_send_chan: MemoryObjectSendStream[typing.Any],
@@ -140,10 +94,10 @@ async def get_event_publisher(
                 STATS.cached_prompt_tokens += usage["prompt_tokens_details"]["cached_tokens"]
             STATS.requests += 1
             STATS.busy = True
-            producer = Prefetcher(lambda: llama_call(llama, **kwargs))
+            iterator = await run_in_threadpool(llama_call, llama, **kwargs)
             finished = False
             try:
-                async for chunk in producer:
+                async for chunk in iterate_in_threadpool(iterator):
                     choices = chunk.get("choices") or [{}]
                     if choices[0].get("text") or choices[0].get("delta", {}).get("content"):
                         STATS.tokens_generated += 1
@@ -158,7 +112,10 @@ async def get_event_publisher(
                 await inner_send_chan.send(dict(data="[DONE]"))
                 finished = True
             finally:
-                await producer.stop()
+                # Close the generator now, in a worker thread and shielded from cancellation:
+                # left to the garbage collector, its cleanup could run during the next request.
+                with anyio.CancelScope(shield=True):
+                    await run_in_threadpool(iterator.close)
                 STATS.busy = False
                 if not finished:
                     STATS.cancelled += 1
