@@ -28,6 +28,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from tests.support.server import start_server  # noqa: E402
 
+
 def prompt_for(i: int, side: int) -> str:
     """Distinct prompts of identical token length, different from their first line on, so no
     request reuses another's KV cache (SmolLM2 tokenizes digits one by one)."""
@@ -131,8 +132,8 @@ def main() -> None:
             f"python {platform.python_version()}"
         )
         print(
-            f"model: embedded SmolLM2-135M Q4_1, 1 llama.cpp replica x {args.threads} thread(s); max_tokens={args.max_tokens} "
-            f"(forced with min_tokens), temperature 0\n"
+            f"model: embedded SmolLM2-135M Q4_1, 1 llama.cpp replica x {args.threads} "
+            f"thread(s); max_tokens={args.max_tokens} (forced with min_tokens), temperature 0\n"
         )
         print("## Added latency (gateway - direct, same prompt, sequential pairs)\n")
         print("| client | pairs | direct p50 | gateway p50 | added p50 | added p99 | added mean |")

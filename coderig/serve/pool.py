@@ -105,6 +105,8 @@ class Replica:
         self.ready_since: float | None = None
         # Seconds each recent request held a slot: the admission controller's service-time estimate.
         self.service_times: deque[float] = deque(maxlen=64)
+        # When each running request got its slot (monotonic seconds).
+        self.running_since: list[float] = []
         # Served model names this replica can answer (LoRA adapters on llama.cpp live on their
         # own replicas); None = every name the gateway serves (vLLM multi-LoRA, external).
         self.models: frozenset[str] | None = None
@@ -127,8 +129,10 @@ class Replica:
     def estimated_wait(self) -> float:
         """Seconds a request arriving now would wait for a slot on this replica.
 
-        Zero while a slot is free; otherwise the queue ahead of it times the typical service
-        time, plus half a service for the requests running now (on average half done).
+        Zero while a slot is free. Otherwise: until the running request that started first is
+        expected to finish (the typical service time minus how long it has run; never quite
+        zero, as it may overrun), then a typical service time per ``slots`` for each request
+        already queued.
         """
         slots = self.engine.slots
         if self.active < slots:
@@ -136,7 +140,10 @@ class Replica:
         service = self.typical_service_time()
         if service is None:
             return 0.0
-        return (self.queued + 0.5) * service / slots
+        now = time.monotonic()
+        oldest = min(self.running_since, default=now)
+        first_free = max(0.1 * service, service - (now - oldest))
+        return first_free + self.queued * service / slots
 
     def snapshot(self) -> dict:
         return {
@@ -410,10 +417,13 @@ class ReplicaPool:
         finally:
             replica.queued -= 1
         replica.active += 1
+        started = time.monotonic()
+        replica.running_since.append(started)
         try:
             yield replica
         finally:
             replica.active -= 1
+            replica.running_since.remove(started)
             replica.slots.release()
 
     # --- fleet: per-model routing, scale to zero (coderig.serve.idle) ---------------------
