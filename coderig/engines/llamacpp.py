@@ -28,8 +28,9 @@ class LlamaCppEngine:
     n_batch: int = 512
     # Bytes of llama.cpp KV states kept in RAM per replica (llama-cpp-python's LlamaRAMCache),
     # keyed by token prefix: with it a replica holds several developers' prompts, not only its
-    # last one. 0 = only the last prompt. Each completion then also saves its state (~23 KB
-    # per token for SmolLM2-135M), which costs time: measure it (benchmarks/prefix_routing.py).
+    # last one. 0 = only the last prompt. Each completion then also saves its state (~23 KB per
+    # token for SmolLM2-135M; tens of ms), repaid many times over when prompts share prefixes
+    # (benchmarks/prefix_routing.py).
     prompt_cache_bytes: int = 0
     name: str = "llamacpp"
     slots: int = 1

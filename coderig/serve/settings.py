@@ -32,7 +32,7 @@ class ServeSettings(BaseModel):
     routing: str = Field(default="prefix", pattern="^(prefix|least-busy)$")
     max_queue: int = Field(default=32, ge=0)
     max_queue_wait: float | None = Field(default=1.0, ge=0)
-    prompt_cache_bytes: int = Field(default=0, ge=0)
+    prompt_cache_bytes: int = Field(default=256 * 1024 * 1024, ge=0)
     max_head_bytes: int = Field(default=64 * 1024, ge=1024)
     head_timeout: float = Field(default=10.0, gt=0)
     body_read_timeout: float = Field(default=30.0, gt=0)
