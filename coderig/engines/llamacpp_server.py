@@ -9,7 +9,8 @@ This runs the same server as ``python -m llama_cpp.server`` (its settings, route
 * reports the prompt tokens and the cached ones in the ``usage`` of the last chunk (llama.cpp's
   stream has no usage), so the gateway can count prompt-cache hits;
 * closes the token generator before the model lock is released when the client leaves, so the
-  abandoned generation stops within a token and can never run beside the next one.
+  abandoned generation stops within a token and can never run beside the next one;
+* bounds the RAM prompt cache (``--cache true``) for real (:class:`CompactRAMCache`).
 
 Tokens are still produced one per worker-thread hop, as in the stock publisher. A version that
 decoded ahead in its own thread was measured (benchmarks/replica_streaming.py): on 2 cores with
@@ -27,10 +28,35 @@ import sys
 import typing
 
 import anyio
+import llama_cpp
 import llama_cpp.server.app as server_app
 from anyio.streams.memory import MemoryObjectSendStream
 from fastapi import Request
 from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
+
+
+class CompactRAMCache(llama_cpp.LlamaRAMCache):
+    """llama-cpp-python's RAM prompt cache, with its memory actually bounded.
+
+    Each saved state also copies the logits of *every* evaluated token (``scores``: tokens x
+    vocabulary x 4 bytes — 137 MB for a 700-token prompt of SmolLM2, 425 MB for Qwen's
+    vocabulary) and the cache counts none of it against its capacity: a 256 MiB cache grew a
+    replica by gigabytes in the soak benchmark. Only the last row can matter (llama.cpp always
+    re-evaluates the last prompt token, and ``load_state`` broadcasts a single row), so keep
+    that one, and count every byte kept.
+    """
+
+    def __setitem__(self, key, value) -> None:
+        if value.scores.ndim == 2 and value.scores.shape[0] > 1:
+            value.scores = value.scores[-1:].copy()
+        super().__setitem__(key, value)
+
+    @property
+    def cache_size(self) -> int:
+        return sum(
+            state.llama_state_size + state.scores.nbytes + state.input_ids.nbytes
+            for state in self.cache_state.values()
+        )
 
 
 class ReplicaStats:
@@ -134,6 +160,7 @@ def main(argv: list[str] | None = None) -> None:
     server_settings = parse_model_from_args(ServerSettings, args)
     model_settings = [parse_model_from_args(ModelSettings, args)]
     server_app.get_event_publisher = get_event_publisher
+    llama_cpp.LlamaRAMCache = CompactRAMCache  # what llama_cpp.server builds for --cache true
     app = server_app.create_app(server_settings=server_settings, model_settings=model_settings)
 
     @app.get("/coderig/stats", include_in_schema=False)
