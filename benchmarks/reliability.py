@@ -262,8 +262,13 @@ def soak(seconds: float, rate: float) -> dict:
         after = time.monotonic()
         serving(server)
         latency_after = time.monotonic() - after
+        quarter = max(1, len(samples) // 4)
+        quarters = [
+            max(samples[i * quarter : (i + 1) * quarter], default=baseline) for i in range(4)
+        ]
         half = len(samples) // 2
         return {
+            "rss_quarters": quarters,
             "sent": s["requests"],
             "answered": codes.get("200", 0),
             "shed": codes.get("429", 0),
@@ -371,8 +376,11 @@ def main() -> None:
             f"{sk['sent']} / {sk['answered']} / {sk['shed']} / {sk['lost']}",
         ),
         (
-            "RSS, gateway + 2 replicas: start / peak 1st half / peak 2nd half",
-            f"{sk['rss_start']:.0f} / {sk['rss_first_half']:.0f} / {sk['rss_second_half']:.0f} MiB",
+            "RSS, gateway + 2 replicas: start / peak in each quarter of the soak (bound: start + "
+            "2 x 256 MiB prompt cache)",
+            f"{sk['rss_start']:.0f} / "
+            + " / ".join(f"{q:.0f}" for q in sk["rss_quarters"])
+            + " MiB",
         ),
         (
             "latency of one request before / right after the soak",
