@@ -132,6 +132,17 @@ def concurrent(url: str, n: int, body: dict = REQUEST) -> list[httpx.Response]:
     return responses
 
 
+def engine_state() -> str:
+    """For failure messages: each replica's engine processes, alive or not, and their log tails."""
+    lines = []
+    for replica in sorted(replica_pids()):
+        engines = {e: alive(e) for e in children(replica)}
+        lines.append(f"replica {replica}: engines {engines}")
+    listening = subprocess.run(["ss", "-ltnp"], capture_output=True, text=True).stdout
+    lines += [line for line in listening.splitlines() if "127.0.0.1" in line]
+    return "\n".join(lines)
+
+
 def served_by(url: str) -> dict[str, float]:
     counts = {}
     for line in httpx.get(f"{url}/metrics", timeout=10).text.splitlines():
@@ -145,7 +156,8 @@ def test_both_replicas_serve(ray_app):
     assert len(replica_pids()) == 2
     for _ in range(3):
         responses = concurrent(ray_app, 4)
-        assert [r.status_code for r in responses] == [200] * 4
+        statuses = [r.status_code for r in responses]
+        assert statuses == [200] * 4, [r.text for r in responses] + [engine_state()]
         if len(served_by(ray_app)) == 2:
             break
     assert len(served_by(ray_app)) == 2, served_by(ray_app)

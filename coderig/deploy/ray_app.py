@@ -52,9 +52,18 @@ from coderig.serve.pool import (
     describe_exit,
     free_port,
 )
-from coderig.serve.upstream import UpstreamFailure, UpstreamRejected, stream_completion
+from coderig.serve.upstream import (
+    UpstreamFailure,
+    UpstreamRejected,
+    UpstreamUnreachable,
+    stream_completion,
+)
 
 log = logging.getLogger("coderig.deploy")
+
+# A request that reached no engine (connection refused) is sent again, through Ray's router, at
+# most this many more times before the client sees the 503.
+UNREACHABLE_RETRIES = 2
 
 # --- the engine replica -------------------------------------------------------------------
 
@@ -102,6 +111,8 @@ class CoderigReplica:
                 preexec_fn=_die_with_parent,  # the engine dies with this actor, even on SIGKILL
             )
         self.client = httpx.AsyncClient(limits=httpx.Limits(max_connections=256))
+        self.health_path = launch.health_path
+        self.unreachable: str | None = None  # set when a request found the engine unreachable
         await self._wait_healthy(launch.health_path)
         try:
             self.replica_id = serve.get_replica_context().replica_id.unique_id
@@ -133,15 +144,39 @@ class CoderigReplica:
         except UpstreamRejected as exc:
             yield {"coderig_rejected": {"status": exc.status, "message": exc.message}}
             return
+        except UpstreamUnreachable as exc:
+            # Nothing reached the engine: the gateway may send this request elsewhere, and the
+            # next health check decides whether this replica must be replaced.
+            self.unreachable = str(exc)
+            yield {"coderig_failure": self._describe(exc), "coderig_unreachable": True}
+            return
         except UpstreamFailure as exc:
-            yield {"coderig_failure": str(exc)}
+            yield {"coderig_failure": self._describe(exc)}
             return
         yield {"coderig_replica": self.replica_id, "choices": []}
 
-    def check_health(self) -> None:
-        """Ray calls this periodically; raising gets this replica replaced."""
+    def _describe(self, exc: Exception) -> str:
+        state = describe_exit(self.process.poll())
+        return f"{exc} [replica {self.replica_id}, engine pid {self.process.pid} {state}]"
+
+    async def check_health(self) -> None:
+        """Ray calls this every few seconds; raising gets this replica replaced.
+
+        A live process is not enough: an engine that no longer answers on its port would keep
+        failing every request Ray routes here (and fail them fast, so it would attract more).
+        """
         if self.process.poll() is not None:
             raise RuntimeError(f"engine {describe_exit(self.process.returncode)}")
+        try:
+            response = await self.client.get(self.url + self.health_path, timeout=10)
+        except httpx.HTTPError as exc:
+            raise RuntimeError(
+                f"engine pid {self.process.pid} does not answer at {self.url} "
+                f"({exc.__class__.__name__}); last request failure: {self.unreachable}"
+            ) from exc
+        if response.status_code != 200:
+            raise RuntimeError(f"engine health {self.health_path}: HTTP {response.status_code}")
+        self.unreachable = None
 
     def __del__(self) -> None:
         process = getattr(self, "process", None)
@@ -243,6 +278,11 @@ class CoderigGateway:
             ["replica"],
             registry=self.gateway.metrics.registry,
         )
+        self.unreachable_retries = Counter(
+            "coderig_ray_unreachable_retries",
+            "Requests sent again because the replica Ray picked could not reach its engine.",
+            registry=self.gateway.metrics.registry,
+        )
 
     def __serve_build_asgi_app__(self):
         from coderig.serve.app import create_app
@@ -254,6 +294,20 @@ class CoderigGateway:
             # Scaled to zero: this request waits for Ray to start a replica.
             self._cold_start_at = time.monotonic()
             log.info("cold start (request): no engine replica running; Ray starts one")
+        for attempt in range(UNREACHABLE_RETRIES + 1):
+            started = False
+            try:
+                async for chunk in self._stream_once(payload):
+                    started = True
+                    yield chunk
+                return
+            except UpstreamUnreachable as exc:
+                if started or attempt == UNREACHABLE_RETRIES:
+                    raise
+                self.unreachable_retries.inc()
+                log.warning("no engine reached (%s); sending the request again", exc)
+
+    async def _stream_once(self, payload: dict) -> AsyncIterator[dict]:
         try:
             async for chunk in self.replicas.generate.remote(payload):
                 if self._cold_start_at is not None:
@@ -265,7 +319,12 @@ class CoderigGateway:
                     info = chunk["coderig_rejected"]
                     raise UpstreamRejected(int(info["status"]), str(info["message"]))
                 if "coderig_failure" in chunk:
-                    raise UpstreamFailure(str(chunk["coderig_failure"]))
+                    failure = (
+                        UpstreamUnreachable
+                        if chunk.get("coderig_unreachable")
+                        else (UpstreamFailure)
+                    )
+                    raise failure(str(chunk["coderig_failure"]))
                 yield chunk
         except (UpstreamRejected, UpstreamFailure):
             raise

@@ -17,6 +17,11 @@ class UpstreamFailure(Exception):
     """The replica connection broke or stalled mid-request."""
 
 
+class UpstreamUnreachable(UpstreamFailure):
+    """No connection to the replica could be made: nothing reached the engine, so the request
+    can safely go to another replica."""
+
+
 class UpstreamRejected(Exception):
     """The replica answered with an error status; ``status`` and ``message`` are its own."""
 
@@ -61,6 +66,8 @@ async def stream_completion(
                     raise UpstreamRejected(500, message)
                 yield chunk
         raise UpstreamFailure("replica closed the stream before [DONE]")
+    except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+        raise UpstreamUnreachable(f"replica unreachable ({exc.__class__.__name__}: {exc})") from exc
     except httpx.TimeoutException as exc:
         raise UpstreamFailure(f"replica produced nothing for {stall_timeout:.0f}s") from exc
     except (httpx.TransportError, httpx.StreamError) as exc:
