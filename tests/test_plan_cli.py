@@ -3,12 +3,22 @@ import json
 from click.testing import CliRunner
 
 from coderig.cli import main
+from coderig.plan.calibrate import load_calibration
+from coderig.plan.cli import evidence_note
 
 
 def run(*args):
     result = CliRunner().invoke(main, ["plan", *args])
     assert result.exit_code == 0, result.output
     return result.output
+
+
+def test_evidence_note_names_what_was_never_measured():
+    runs = load_calibration().runs
+    assert evidence_note("h100-sxm", "bf16", runs) == ""
+    assert evidence_note("a100-80gb", "int4", runs) == ""
+    assert evidence_note("h100-sxm", "fp8", runs) == "extrapolated: no measured fp8 run on this GPU"
+    assert evidence_note("mi300x", "bf16", runs) == "extrapolated: no measured run on this GPU"
 
 
 def test_predict_as_the_issue_spells_it():
@@ -70,6 +80,9 @@ def test_plan_ranks_hardware_writes_the_plot_and_reports_calibration(tmp_path):
     assert [o["gpu"] for o in options if o["feasible"]][0] == "h100-sxm"
     l4 = next(o for o in options if o["gpu"] == "l4")
     assert not l4["feasible"] and "idle" in l4["reason"]
+    # Rows say when no measured run backs them: H100 bf16 has three, L4 none.
+    assert next(o for o in options if o["gpu"] == "h100-sxm")["note"] == ""
+    assert l4["note"] == "extrapolated: no measured run on this GPU"
     best = options[0]
     assert best["predicted_latency_p99"] <= 1.5
     assert best["monthly_scheduled"] < best["monthly_always_on"]

@@ -342,7 +342,9 @@ def _plan(
             },
             "schedule": schedule.describe(),
             "factors": factors.to_dict(),
-            "options": [o.to_dict() for o in options],
+            "options": [
+                {**o.to_dict(), "note": evidence_note(o.gpu, o.dtype, runs)} for o in options
+            ],
             "recommendation": recommendation,
             "calibration_loo": [r.to_dict() for r in loo],
             "calibration_summary": _loo_summary(loo),
@@ -371,7 +373,7 @@ def _plan(
         f"{output_tokens} output tokens; SLO p99 ≤ {slo:g} s; "
         f"schedule: {schedule.describe()}"
     )
-    console.print(_options_table(options, schedule, developers, model_spec.id))
+    console.print(_options_table(options, schedule, developers, model_spec.id, runs))
     console.print(f"[bold green]{escape(recommendation)}[/bold green]")
     console.print(_loo_table(loo, "Calibration: leave-one-run-out error"))
     console.print(_loo_summary(loo))
@@ -385,8 +387,23 @@ def _json_default(value):
     raise TypeError(f"not JSON serialisable: {value!r}")
 
 
+def evidence_note(gpu: str, dtype: str, runs: list[Run]) -> str:
+    """Say when a row's prediction rests on no measured run of that GPU (or of that dtype on
+    it): the factors were fitted elsewhere, so the roofline carries the prediction alone."""
+    dtypes = {run.dtype for run in runs if run.gpu == gpu}
+    if not dtypes:
+        return "extrapolated: no measured run on this GPU"
+    if dtype not in dtypes:
+        return f"extrapolated: no measured {dtype} run on this GPU"
+    return ""
+
+
 def _options_table(
-    options: list[Option], schedule: Schedule, developers: int | None, model: str
+    options: list[Option],
+    schedule: Schedule,
+    developers: int | None,
+    model: str,
+    runs: list[Run],
 ) -> Table:
     scheduled = not schedule.is_always_on
     table = Table(title=f"Hardware for {model}, ranked by monthly cost", title_justify="left")
@@ -415,7 +432,8 @@ def _options_table(
             ]
             if scheduled:
                 row.append(_fmt_money(cost.monthly_scheduled))
-            row += [_fmt_money(per_dev) if developers else "-", f"{seats:.0f}", ""]
+            note = evidence_note(option.gpu, option.dtype, runs)
+            row += [_fmt_money(per_dev) if developers else "-", f"{seats:.0f}", note]
         else:
             row = [
                 "-",
