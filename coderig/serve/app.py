@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import time
@@ -19,6 +18,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from coderig import __version__
 from coderig.serve import lora_admin
 from coderig.serve.auth import Authenticator, KeyStore, RateLimiter, require_key
+from coderig.serve.disconnect import ClientGone, unless_client_leaves, whole_text
 from coderig.serve.editors.infill import InfillAPI
 from coderig.serve.editors.ollama import OllamaAPI
 from coderig.serve.editors.openai import openai_editor_rules
@@ -439,20 +439,11 @@ async def respond(
     # Pull the first event before answering, so a request that cannot start gets a real
     # status code (503, 429...) instead of a 200 stream carrying an error; meanwhile watch the
     # client, so one that leaves while queued frees its place at once.
-    first_event = asyncio.ensure_future(anext(events))
-    watcher = asyncio.ensure_future(_client_gone(request))
     try:
-        await asyncio.wait({first_event, watcher}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        watcher.cancel()
-    if not first_event.done():
-        first_event.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await first_event
+        first = await unless_client_leaves(request, anext(events))
+    except ClientGone:
         metrics.requests.labels(gen.route, "499").inc()
         return Response(status_code=499)
-    try:
-        first = first_event.result()
     except OpenAIError as exc:
         metrics.requests.labels(gen.route, str(exc.status)).inc()
         raise
@@ -464,42 +455,17 @@ async def respond(
 
 
 async def _whole_response(request, events, gen, fmt, metrics, headers) -> Response:
-    async def collect() -> tuple[str, Finished]:
-        parts: list[str] = []
-        async for event in events:
-            if isinstance(event, Delta):
-                parts.append(event.text)
-            else:
-                return "".join(parts), event
-        raise RuntimeError("generation ended without a finish event")
-
-    task = asyncio.ensure_future(collect())
-    watcher = asyncio.ensure_future(_client_gone(request))
     try:
-        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        watcher.cancel()
-    if not task.done():
-        # The client hung up: stop generating (closing the upstream stream stops the engine).
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        text, done = await unless_client_leaves(request, whole_text(events))
+    except ClientGone:
+        # The client hung up: generation stopped (closing the upstream stream stops the engine).
         metrics.requests.labels(gen.route, "499").inc()
         return Response(status_code=499)
-    try:
-        text, done = task.result()
     except OpenAIError as exc:
         metrics.requests.labels(gen.route, str(exc.status)).inc()
         raise
     metrics.requests.labels(gen.route, "200").inc()
     return JSONResponse(fmt.whole(gen, text, done), headers=headers)
-
-
-async def _client_gone(request: Request) -> None:
-    while True:
-        message = await request.receive()
-        if message["type"] == "http.disconnect":
-            return
 
 
 async def _sse(

@@ -113,6 +113,18 @@ def _strip_union_tags(loc: list[str]) -> list[str]:
     ]
 
 
+def request_error(request: Request, exc: RequestValidationError) -> OpenAIError:
+    """The problem with a request body (415 for non-JSON), for every API's error shape."""
+    content_type = request.headers.get("content-type", "application/json")
+    if "json" not in content_type.split(";")[0]:
+        return OpenAIError(
+            415,
+            f"Content-Type is {content_type!r}; send the body as application/json",
+            code="unsupported_media_type",
+        )
+    return validation_error(exc)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Make every error the app can produce OpenAI-shaped."""
 
@@ -122,14 +134,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        content_type = request.headers.get("content-type", "application/json")
-        if "json" not in content_type.split(";")[0]:
-            return OpenAIError(
-                415,
-                f"Content-Type is {content_type!r}; send the body as application/json",
-                code="unsupported_media_type",
-            ).response()
-        return validation_error(exc).response()
+        return request_error(request, exc).response()
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -25,8 +25,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from coderig.serve.tokenizer import EncodingTokenizer
 
-class HFTokenizer:
+
+class HFTokenizer(EncodingTokenizer):
     """A Hugging Face tokenizer (local checkpoint directory, or repo id in the local cache)."""
 
     def __init__(self, source: str | Path, *, offline: bool = True) -> None:
@@ -56,16 +58,6 @@ class HFTokenizer:
 
     def decode(self, ids: list[int]) -> str:
         return self._tok.decode(ids, skip_special_tokens=False)
-
-    def is_special_token(self, text: str) -> bool:
-        with_special = self.encode(text, special=True)
-        if len(with_special) != 1:
-            return False
-        return self.encode(text, special=False) != with_special
-
-    def count_prompt(self, text: str) -> int:
-        """Prompt tokens as vLLM counts a completions prompt (``add_special_tokens=True``)."""
-        return len(self.encode(text)) + (1 if self.add_bos else 0)
 
     def token_id(self, text: str) -> int | None:
         """The id of ``text`` when it is one special token (for vLLM's ``stop_token_ids``)."""

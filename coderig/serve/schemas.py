@@ -49,7 +49,7 @@ class _Request(BaseModel):
     def _valid_unicode(cls, data: Any) -> Any:
         # JSON may escape a lone surrogate ("\ud800"): Python decodes it, but it is not text
         # and would fail later in the tokenizer, so refuse it here with a 400.
-        where = _surrogate_path(data, "")
+        where = surrogate_path(data)
         if where is not None:
             raise ValueError(f"{where or 'body'} contains an unpaired UTF-16 surrogate")
         return data
@@ -61,7 +61,9 @@ def _is_int_field(annotation: Any) -> bool:
     return int in getattr(annotation, "__args__", ())
 
 
-def _surrogate_path(value: Any, path: str) -> str | None:
+def surrogate_path(value: Any, path: str = "", *, keys: bool = False) -> str | None:
+    """The path of the first string in ``value`` with an unpaired UTF-16 surrogate, or None;
+    ``keys`` also looks at dictionary keys (the editor APIs forward theirs)."""
     if isinstance(value, str):
         try:
             value.encode("utf-8")
@@ -75,7 +77,9 @@ def _surrogate_path(value: Any, path: str) -> str | None:
     else:
         return None
     for key, item in items:
-        found = _surrogate_path(item, f"{path}.{key}" if path else str(key))
+        found = surrogate_path(key, path) if keys and isinstance(key, str) else None
+        if found is None:
+            found = surrogate_path(item, f"{path}.{key}" if path else str(key), keys=keys)
         if found is not None:
             return found
     return None

@@ -30,8 +30,29 @@ class Tokenizer(Protocol):
     def count_prompt(self, text: str) -> int: ...
 
 
+class EncodingTokenizer:
+    """What every tokenizer derives from its ``encode`` and ``add_bos`` alike."""
+
+    add_bos: bool
+
+    def encode(self, text: str, *, special: bool = True) -> list[int]:
+        raise NotImplementedError
+
+    def is_special_token(self, text: str) -> bool:
+        """True when ``text`` is one token with ``special=True`` and splits up without it."""
+        with_special = self.encode(text, special=True)
+        if len(with_special) != 1:
+            return False
+        return self.encode(text, special=False) != with_special
+
+    def count_prompt(self, text: str) -> int:
+        """Prompt length in tokens, counting the BOS the engine will add (as vLLM's
+        ``add_special_tokens=True`` and llama.cpp do)."""
+        return len(self.encode(text)) + (1 if self.add_bos else 0)
+
+
 @dataclass
-class GGUFTokenizer:
+class GGUFTokenizer(EncodingTokenizer):
     """llama.cpp's tokenizer for a GGUF file, with no weights loaded."""
 
     path: Path
@@ -63,17 +84,6 @@ class GGUFTokenizer:
 
     def decode(self, ids: list[int]) -> str:
         return self._llama.detokenize(ids, special=True).decode("utf-8", errors="replace")
-
-    def is_special_token(self, text: str) -> bool:
-        """True when ``text`` is one token with ``special=True`` and splits up without it."""
-        with_special = self.encode(text, special=True)
-        if len(with_special) != 1:
-            return False
-        return self.encode(text, special=False) != with_special
-
-    def count_prompt(self, text: str) -> int:
-        """Prompt length in tokens, counting the BOS the engine will add."""
-        return len(self.encode(text)) + (1 if self.add_bos else 0)
 
 
 def _context_length(metadata: dict[str, str]) -> int | None:

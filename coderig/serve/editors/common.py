@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -11,10 +10,12 @@ from typing import Any, TypeVar
 from fastapi import Request
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
+from coderig.serve.disconnect import ClientGone, unless_client_leaves, whole_text
 from coderig.serve.editors.prompt import EditorPrompt
 from coderig.serve.errors import OpenAIError
-from coderig.serve.generate import Delta, Event, Finished, GenerationRequest
+from coderig.serve.generate import Event, Finished, GenerationRequest
 from coderig.serve.postprocess import EditorRules, StopReport, apply_editor_rules
+from coderig.serve.schemas import surrogate_path
 
 
 class EditorBody(BaseModel):
@@ -27,32 +28,10 @@ class EditorBody(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _valid_unicode(cls, data: Any) -> Any:
-        where = _surrogate(data, "")
+        where = surrogate_path(data, keys=True)
         if where is not None:
             raise ValueError(f"{where or 'body'} contains an unpaired UTF-16 surrogate")
         return data
-
-
-def _surrogate(value: Any, path: str) -> str | None:
-    """The path of the first string with an unpaired surrogate in ``value``, or None."""
-    if isinstance(value, str):
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            return path
-        return None
-    if isinstance(value, dict):
-        items = value.items()
-    elif isinstance(value, list):
-        items = enumerate(value)
-    else:
-        return None
-    for key, item in items:
-        found = _surrogate(key, path) if isinstance(key, str) else None
-        found = found if found is not None else _surrogate(item, f"{path}.{key}".lstrip("."))
-        if found is not None:
-            return found
-    return None
 
 
 Body = TypeVar("Body", bound=BaseModel)
@@ -142,34 +121,8 @@ class Collected:
 async def collect(request: Request, events: AsyncIterator[Event]) -> Collected | None:
     """The whole completion, or None when the client hung up first (generation is then
     cancelled). Raises OpenAIError when the generation could not run."""
-
-    async def gather() -> Collected:
-        parts: list[str] = []
-        async for event in events:
-            if isinstance(event, Delta):
-                parts.append(event.text)
-            else:
-                return Collected("".join(parts), event)
-        raise OpenAIError(502, "generation ended without a finish event", code="engine_error")
-
-    task = asyncio.ensure_future(gather())
-    watcher = asyncio.ensure_future(_client_gone(request))
     try:
-        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        watcher.cancel()
-    if not task.done():
-        task.cancel()
-        try:
-            await task
-        except (asyncio.CancelledError, OpenAIError):
-            pass
+        text, finished = await unless_client_leaves(request, whole_text(events))
+    except ClientGone:
         return None
-    return task.result()
-
-
-async def _client_gone(request: Request) -> None:
-    while True:
-        message = await request.receive()
-        if message["type"] == "http.disconnect":
-            return
+    return Collected(text, finished)

@@ -10,27 +10,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from fastapi import Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from fastapi.routing import APIRoute
 
-from coderig.serve.errors import OpenAIError, validation_error
+from coderig.serve.auth import require_key
+from coderig.serve.errors import OpenAIError, request_error
 
 # status, message, the OpenAI-style code ("invalid_json", "context_length_exceeded"...), headers
 ErrorRenderer = Callable[[int, str, str | None, dict[str, str]], Response]
-
-
-def request_error(request: Request, exc: RequestValidationError) -> OpenAIError:
-    """The problem with a request body, as the OpenAI routes phrase it (415 for non-JSON)."""
-    content_type = request.headers.get("content-type", "application/json")
-    if "json" not in content_type.split(";")[0]:
-        return OpenAIError(
-            415,
-            f"Content-Type is {content_type!r}; send the body as application/json",
-            code="unsupported_media_type",
-        )
-    return validation_error(exc)
 
 
 def api_route_class(render: ErrorRenderer) -> type[APIRoute]:
@@ -53,6 +42,17 @@ def api_route_class(render: ErrorRenderer) -> type[APIRoute]:
             return guarded
 
     return EditorAPIRoute
+
+
+def editor_router(render: ErrorRenderer, tag: str) -> APIRouter:
+    """A router for one editor API: its routes need an API key, answer errors as ``render``
+    shapes them, and stay out of the OpenAPI schema (they are that editor's API, not ours)."""
+    return APIRouter(
+        dependencies=[Depends(require_key)],
+        route_class=api_route_class(render),
+        tags=[tag],
+        include_in_schema=False,
+    )
 
 
 def _count(request: Request, status: int) -> None:

@@ -22,11 +22,10 @@ from collections import deque
 from collections.abc import AsyncIterator
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import Field
 
-from coderig.serve.auth import require_key
 from coderig.serve.editors.common import (
     EditorBody,
     collect,
@@ -35,7 +34,7 @@ from coderig.serve.editors.common import (
     key_name,
     read_body,
 )
-from coderig.serve.editors.errors import api_route_class, llamacpp_error
+from coderig.serve.editors.errors import editor_router, llamacpp_error
 from coderig.serve.editors.prompt import ContextSnippet, EditorPromptBuilder
 from coderig.serve.errors import OpenAIError
 from coderig.serve.generate import Delta, Finished, GenerationRequest
@@ -104,12 +103,7 @@ class InfillAPI:
         self.router = self._routes()
 
     def _routes(self) -> APIRouter:
-        router = APIRouter(
-            dependencies=[Depends(require_key)],
-            route_class=api_route_class(llamacpp_error),
-            tags=["llama.cpp"],
-            include_in_schema=False,
-        )
+        router = editor_router(llamacpp_error, "llama.cpp")
 
         @router.post("/infill")
         async def infill(request: Request) -> Response:

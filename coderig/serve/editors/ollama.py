@@ -27,11 +27,10 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import Field
 
-from coderig.serve.auth import require_key
 from coderig.serve.editors.common import (
     EditorBody,
     collect,
@@ -40,7 +39,7 @@ from coderig.serve.editors.common import (
     key_name,
     read_body,
 )
-from coderig.serve.editors.errors import api_route_class, ollama_error
+from coderig.serve.editors.errors import editor_router, ollama_error
 from coderig.serve.editors.prompt import EditorPromptBuilder
 from coderig.serve.errors import OpenAIError
 from coderig.serve.fim import FimTemplate
@@ -131,12 +130,7 @@ class OllamaAPI:
             raise OpenAIError(404, f"model '{name}' not found, try pulling it first")
 
     def _routes(self) -> APIRouter:
-        router = APIRouter(
-            dependencies=[Depends(require_key)],
-            route_class=api_route_class(ollama_error),
-            tags=["ollama"],
-            include_in_schema=False,
-        )
+        router = editor_router(ollama_error, "ollama")
 
         @router.post("/api/generate")
         async def ollama_generate(request: Request) -> Response:

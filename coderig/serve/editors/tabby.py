@@ -30,7 +30,7 @@ import uuid
 from collections import OrderedDict
 from typing import Any, Literal
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from pydantic import Field, ValidationError
@@ -44,7 +44,7 @@ from coderig.serve.editors.common import (
     generation_request,
     key_name,
 )
-from coderig.serve.editors.errors import api_route_class, tabby_error
+from coderig.serve.editors.errors import editor_router, tabby_error
 from coderig.serve.editors.prompt import ContextSnippet, EditorPromptBuilder
 from coderig.serve.errors import OpenAIError
 from coderig.serve.languages import load_languages
@@ -292,12 +292,7 @@ class TabbyAPI:
         }
 
     def _routes(self) -> APIRouter:
-        router = APIRouter(
-            dependencies=[Depends(require_key)],
-            route_class=api_route_class(tabby_error),
-            tags=["tabby"],
-            include_in_schema=False,
-        )
+        router = editor_router(tabby_error, "tabby")
 
         @router.get("/v1/health")
         async def tabby_health() -> dict:
