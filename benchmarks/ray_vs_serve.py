@@ -16,8 +16,6 @@ import asyncio
 import os
 import platform
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from datetime import UTC, datetime
@@ -25,7 +23,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.support.ray_cluster import ROOT, start_ray
+from tests.support.ray_cluster import start_ray
 from tests.support.server import free_port, start_server
 
 PROMPT = (
@@ -172,33 +170,9 @@ def bench_ray(args, tmp: Path) -> tuple[dict, float]:
     cluster = start_ray(tmp, num_cpus=2)
     port = free_port()
     try:
-        subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "coderig",
-                "deploy",
-                "ray",
-                "--address",
-                cluster.address,
-                "--port",
-                str(port),
-                "--replicas",
-                "2",
-                "--min-replicas",
-                "0",
-                "--max-replicas",
-                "2",
-                "--threads-per-replica",
-                "1",
-                "--idle-shutdown",
-                f"{args.idle}s",
-            ],  # fmt: skip
-            cwd=ROOT,
-            env=cluster.env,
-            check=True,
-            capture_output=True,
-        )
+        deployed = cluster.deploy_coderig(port, args.idle)
+        if deployed.returncode != 0:
+            raise RuntimeError(f"coderig deploy ray failed:\n{deployed.stderr}")
         url = f"http://127.0.0.1:{port}"
         result = measure(url, args)
         wait_until(lambda: ray_replicas() == 0, args.idle + 120)

@@ -6,9 +6,9 @@ come back on the next request."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -19,7 +19,7 @@ import pytest
 
 pytest.importorskip("ray.serve", reason="Ray Serve is not installed (pip install 'coderig[ray]')")
 
-from tests.support.ray_cluster import ROOT, start_ray  # noqa: E402
+from tests.support.ray_cluster import start_ray  # noqa: E402
 from tests.support.server import free_port  # noqa: E402
 
 pytestmark = pytest.mark.e2e
@@ -85,32 +85,7 @@ def ray_app(tmp_path_factory):
     cluster = start_ray(tmp)
     port = free_port()
     try:
-        deployed = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "coderig",
-                "deploy",
-                "ray",
-                "--address",
-                cluster.address,
-                "--port",
-                str(port),
-                "--replicas",
-                "2",
-                "--min-replicas",
-                "0",
-                "--max-replicas",
-                "2",
-                "--idle-shutdown",
-                f"{IDLE_S}s",
-            ],  # fmt: skip
-            cwd=ROOT,
-            env=cluster.env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
+        deployed = cluster.deploy_coderig(port, IDLE_S)
         assert deployed.returncode == 0, deployed.stderr + cluster.output()
         assert f"http://127.0.0.1:{port}/v1" in deployed.stderr
         yield f"http://127.0.0.1:{port}"
@@ -138,8 +113,9 @@ def engine_state() -> str:
     for replica in sorted(replica_pids()):
         engines = {e: alive(e) for e in children(replica)}
         lines.append(f"replica {replica}: engines {engines}")
-    listening = subprocess.run(["ss", "-ltnp"], capture_output=True, text=True).stdout
-    lines += [line for line in listening.splitlines() if "127.0.0.1" in line]
+    if shutil.which("ss"):
+        listening = subprocess.run(["ss", "-ltnp"], capture_output=True, text=True).stdout
+        lines += [line for line in listening.splitlines() if "127.0.0.1" in line]
     return "\n".join(lines)
 
 

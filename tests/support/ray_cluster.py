@@ -33,6 +33,38 @@ class RayCluster:
     def output(self) -> str:
         return self.log_path.read_text(errors="replace")
 
+    def deploy_coderig(self, port: int, idle_s: float) -> subprocess.CompletedProcess:
+        """``coderig deploy ray`` on this cluster: 2 replicas of the embedded model (1 thread
+        each) that scale to zero after ``idle_s`` seconds without load."""
+        return subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "coderig",
+                "deploy",
+                "ray",
+                "--address",
+                self.address,
+                "--port",
+                str(port),
+                "--replicas",
+                "2",
+                "--min-replicas",
+                "0",
+                "--max-replicas",
+                "2",
+                "--threads-per-replica",
+                "1",
+                "--idle-shutdown",
+                f"{idle_s:g}s",
+            ],  # fmt: skip
+            cwd=ROOT,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+
     def stop(self) -> None:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
