@@ -21,6 +21,7 @@ import argparse
 import asyncio
 import json
 import sys
+import time
 from collections import deque
 
 from aiohttp import web
@@ -28,6 +29,18 @@ from aiohttp import web
 BODIES: deque = deque(maxlen=1000)
 STATE = {"count": 0}
 SERIAL = asyncio.Lock()
+
+
+async def sleep_at_least(seconds: float) -> None:
+    """Sleep ``seconds`` by the monotonic clock, never less.
+
+    uvloop rounds timers to whole milliseconds, so its ``asyncio.sleep(0.1)`` can end ~0.3-1 ms
+    early; the honesty tests assert that nothing arrives before the injected delay, so the
+    delay must really be served in full.
+    """
+    end = time.monotonic() + seconds
+    while (left := end - time.monotonic()) > 0:
+        await asyncio.sleep(left)
 
 
 def _prompt_tokens(body: dict) -> int:
@@ -64,7 +77,7 @@ async def _answer(request: web.Request, body: dict) -> web.StreamResponse:
     interval = float(q.get("interval", 0))
     chat = request.path.endswith("/chat/completions")
     if delay:
-        await asyncio.sleep(delay)
+        await sleep_at_least(delay)
     if "status" in q:
         return web.json_response({"error": {"message": "injected"}}, status=int(q["status"]))
     usage = {
@@ -74,7 +87,7 @@ async def _answer(request: web.Request, body: dict) -> web.StreamResponse:
     }
     send_usage = q.get("usage", "1") != "0"
     if not body.get("stream"):
-        await asyncio.sleep(interval * tokens)
+        await sleep_at_least(interval * tokens)
         text = "tok " * tokens
         choice = {"index": 0, "finish_reason": "length"}
         if chat:
@@ -97,7 +110,7 @@ async def _answer(request: web.Request, body: dict) -> web.StreamResponse:
         await event({"choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}]})
     for i in range(tokens):
         if i and interval:
-            await asyncio.sleep(interval)
+            await sleep_at_least(interval)
         piece = {"content": "tok "} if chat else None
         choice = {"index": 0, "delta": piece} if chat else {"index": 0, "text": "tok "}
         await event({"choices": [choice]})
