@@ -20,7 +20,6 @@ Timestamps come from ``time.perf_counter`` (ns resolution, monotonic), as offset
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import platform
 import socket
@@ -33,8 +32,9 @@ import aiohttp
 
 from coderig import __version__
 from coderig.bench.results import FORMAT_VERSION, Result, result_to_dict
-from coderig.bench.schedule import send_times
+from coderig.bench.streams import error_text, json_object, openai_text, sse_json
 from coderig.bench.workload import WorkloadSpec, fixed_body, generated_bodies
+from coderig.traffic.arrivals import send_times
 
 NOT_SENT_ERROR = "not sent: max-inflight {} reached"
 _TICK = 0.001  # event-loop timer resolution
@@ -260,14 +260,11 @@ class _Attacker:
         data = await resp.read()
         r.bytes_in = len(data)
         if data[:1] == b"{":
-            try:
-                obj = json.loads(data)
-            except ValueError:
-                return
-            if isinstance(obj, dict):
+            obj = json_object(data)
+            if obj is not None:
                 _take_usage(r, obj.get("usage"))
                 if "error" in obj and resp.status < 400:
-                    r.error = _error_text(obj["error"])
+                    r.error = error_text(obj["error"])
 
     async def _read_stream(self, resp: aiohttp.ClientResponse, r: Result) -> None:
         """Parse server-sent events; a token is a chunk whose text or delta content is non-empty."""
@@ -278,30 +275,15 @@ class _Attacker:
         usage = None
         async for line in resp.content:
             nbytes += len(line)
-            if not line.startswith(b"data:"):
+            obj = sse_json(line)
+            if obj is None:
                 continue
-            payload = line[5:].strip()
-            if not payload or payload == b"[DONE]":
-                continue
-            try:
-                obj = json.loads(payload)
-            except ValueError:
-                continue
-            if not isinstance(obj, dict):
-                continue
-            choices = obj.get("choices")
-            if choices:
-                c = choices[0]
-                text = c.get("text")
-                if text is None:
-                    delta = c.get("delta")
-                    text = delta.get("content") if delta else None
-                if text:
-                    times.append(perf() - t0)
+            if openai_text(obj):
+                times.append(perf() - t0)
             if obj.get("usage"):
                 usage = obj["usage"]
             if "error" in obj:
-                r.error = _error_text(obj["error"])
+                r.error = error_text(obj["error"])
         r.bytes_in = nbytes
         if times:
             r.first_token = times[0]
@@ -317,12 +299,6 @@ def _take_usage(r: Result, usage: Any) -> bool:
     r.completion_tokens = usage.get("completion_tokens")
     r.tokens_from = "usage"
     return True
-
-
-def _error_text(err: Any) -> str:
-    if isinstance(err, dict):
-        return str(err.get("message") or err)
-    return str(err)
 
 
 def _uvloop_available() -> bool:

@@ -17,13 +17,13 @@ import click
 from coderig.bench.attack import AttackConfig, run_attack
 from coderig.bench.progress import AttackProgress
 from coderig.bench.results import _dumps, result_to_dict, write_results
-from coderig.bench.schedule import ARRIVALS
 from coderig.bench.workload import (
     DEFAULT_CHARS_PER_TOKEN,
     WorkloadSpec,
     endpoint_kind,
     read_bodies,
 )
+from coderig.traffic.arrivals import ARRIVALS
 from coderig.units import parse_duration
 
 
