@@ -161,23 +161,15 @@ def test_parameters_come_from_the_data_file_and_refuse_unknown_names(tmp_path):
     assert DEFAULTS.debounce == 0.3 and DEFAULTS.prefix_lines == 256
     assert DEFAULTS.typist_mean_iki == pytest.approx(0.23866)
     custom = tmp_path / "team.toml"
-    custom.write_text(_toml_with(debounce="0.35"), encoding="utf-8")
-    assert TypingParams.load(custom).debounce == 0.35
+    custom.write_text("[editor]\ndebounce = 0.35\n[keystrokes]\niki_cv = 0.4\n")
+    changed = TypingParams.load(custom)
+    assert (changed.debounce, changed.iki_cv) == (0.35, 0.4)
+    assert changed.with_(debounce=0.3, iki_cv=0.5) == DEFAULTS
+    custom.write_text("[x]\ndeboonce = 1\n")
     with pytest.raises(ValueError, match="unknown typing parameters: deboonce"):
-        TypingParams.from_toml(_toml_with(debounce="0.3") + "[x]\ndeboonce = 1\n")
-
-
-def _toml_with(**values: str) -> str:
-    from importlib import resources
-
-    text = resources.files("coderig.traffic").joinpath("typing_team.toml").read_text()
-    for key, value in values.items():
-        lines = [
-            f"{key} = {value}" if line.startswith(f"{key} =") else line
-            for line in text.splitlines()
-        ]
-        text = "\n".join(lines) + "\n"
-    return text
+        TypingParams.load(custom)
+    with pytest.raises(ValueError, match="missing typing parameters"):
+        TypingParams.from_toml("debounce = 0.3\n")
 
 
 def test_a_corpus_is_the_code_under_a_directory(tmp_path):

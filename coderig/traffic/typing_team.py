@@ -40,7 +40,7 @@ import tomllib
 from bisect import bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields, replace
-from functools import cached_property
+from functools import cached_property, lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
@@ -119,19 +119,24 @@ class TypingParams:
     @classmethod
     def defaults(cls) -> TypingParams:
         """The parameters of ``typing_team.toml`` beside this module."""
-        text = resources.files(__package__).joinpath(PARAMS_FILE).read_text(encoding="utf-8")
-        return cls.from_toml(text)
+        return _default_params()
 
     @classmethod
-    def from_toml(cls, text: str) -> TypingParams:
-        """Parameters from TOML text whose tables (``[editor]``, ``[keystrokes]``...) hold them."""
+    def from_toml(cls, text: str, base: TypingParams | None = None) -> TypingParams:
+        """Parameters from TOML text, in tables (``[editor]``, ``[keystrokes]``...) or not;
+        those it leaves out come from ``base`` (without one, every parameter is required)."""
         flat: dict[str, Any] = {}
-        for table in tomllib.loads(text).values():
-            flat.update(table)
+        for key, value in tomllib.loads(text).items():
+            if isinstance(value, dict):
+                flat.update(value)
+            else:
+                flat[key] = value
         names = {f.name for f in fields(cls)}
         unknown = sorted(set(flat) - names)
         if unknown:
             raise ValueError(f"unknown typing parameters: {', '.join(unknown)}")
+        if base is not None:
+            return replace(base, **flat)
         missing = sorted(names - set(flat))
         if missing:
             raise ValueError(f"missing typing parameters: {', '.join(missing)}")
@@ -139,10 +144,12 @@ class TypingParams:
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> TypingParams:
-        """The defaults, or the parameters of a TOML file shaped like ``typing_team.toml``."""
+        """The defaults, changed by a TOML file shaped like ``typing_team.toml``: it may hold
+        any subset of the parameters (say, a ``[keystrokes]`` table with only ``iki_cv``)."""
+        defaults = cls.defaults()
         if path is None:
-            return cls.defaults()
-        return cls.from_toml(Path(path).read_text(encoding="utf-8"))
+            return defaults
+        return cls.from_toml(Path(path).read_text(encoding="utf-8"), base=defaults)
 
     def with_(self, **changes: Any) -> TypingParams:
         """A copy with some parameters changed (``params.with_(debounce=0.35)``)."""
@@ -162,6 +169,12 @@ class TypingParams:
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+@lru_cache(maxsize=1)
+def _default_params() -> TypingParams:
+    text = resources.files(__package__).joinpath(PARAMS_FILE).read_text(encoding="utf-8")
+    return TypingParams.from_toml(text)
 
 
 @dataclass(frozen=True, slots=True)
