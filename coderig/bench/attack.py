@@ -20,21 +20,23 @@ Timestamps come from ``time.perf_counter`` (ns resolution, monotonic), as offset
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import platform
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 
 from coderig import __version__
 from coderig.bench.results import FORMAT_VERSION, Result, result_to_dict
-from coderig.bench.schedule import send_times
+from coderig.bench.streams import error_text, json_object, openai_text, sse_json
 from coderig.bench.workload import WorkloadSpec, fixed_body, generated_bodies
+from coderig.traffic.arrivals import send_times
+
+T = TypeVar("T")
 
 NOT_SENT_ERROR = "not sent: max-inflight {} reached"
 _TICK = 0.001  # event-loop timer resolution
@@ -102,8 +104,7 @@ def build_header(config: AttackConfig, plan: _Plan, start_wall: float, loop_name
         "coderig_version": __version__,
         "name": config.name,
         "start": start_wall,
-        "start_iso": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(start_wall))
-        + f".{int(start_wall % 1 * 1e6):06d}Z",
+        "start_iso": start_iso(start_wall),
         "url": config.url,
         "method": "POST",
         "rate": config.rate,
@@ -117,15 +118,41 @@ def build_header(config: AttackConfig, plan: _Plan, start_wall: float, loop_name
         "stream": plan.stream,
         "headers": sorted(config.headers),
         "tags": dict(config.tags),
-        "host": {
-            "hostname": socket.gethostname(),
-            "cpus": os.cpu_count(),
-            "python": platform.python_version(),
-            "event_loop": loop_name,
-        },
+        "host": host_info(loop_name),
     }
     header.update(config.workload.describe())
     return header
+
+
+async def wait_until(due: float) -> None:
+    """Sleep until ``time.perf_counter()`` reaches ``due``, never waking early.
+
+    Event-loop timers tick in milliseconds (uvloop rounds, epoll rounds up), so a wake-up can
+    come early: loop until due, but never ask for less than one tick — polling the loop for
+    sub-millisecond remainders would burn a core that the server under test may need. Cost:
+    sends are up to ~1 ms late (never early), which results record as scheduling lag.
+    """
+    perf = time.perf_counter
+    while (delay := due - perf()) > 0:
+        await asyncio.sleep(max(delay, _TICK))
+
+
+def host_info(loop_name: str) -> dict[str, Any]:
+    """The load generator's machine, for the results header."""
+    return {
+        "hostname": socket.gethostname(),
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "event_loop": loop_name,
+    }
+
+
+def start_iso(start_wall: float) -> str:
+    """A Unix time as ISO-8601 UTC with microseconds, as results headers carry it."""
+    return (
+        time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(start_wall))
+        + f".{int(start_wall % 1 * 1e6):06d}Z"
+    )
 
 
 class _Attacker:
@@ -198,13 +225,7 @@ class _Attacker:
                 behind += 1
                 if behind % 8 == 0:
                     await asyncio.sleep(0)
-            # Event-loop timers tick in milliseconds (uvloop rounds, epoll rounds up), so a
-            # wake-up can come early: loop until due, but never ask for less than one tick —
-            # polling the loop for sub-millisecond remainders would burn a core that the
-            # server under test may need. Cost: sends are up to ~1 ms late (never early),
-            # which the results record as scheduling lag.
-            while (delay := r.scheduled - (perf() - t0)) > 0:
-                await asyncio.sleep(max(delay, _TICK))
+            await wait_until(t0 + r.scheduled)
             if limit is not None and self.inflight >= limit:
                 r.error = NOT_SENT_ERROR.format(limit)
                 r.not_sent = True
@@ -260,14 +281,11 @@ class _Attacker:
         data = await resp.read()
         r.bytes_in = len(data)
         if data[:1] == b"{":
-            try:
-                obj = json.loads(data)
-            except ValueError:
-                return
-            if isinstance(obj, dict):
+            obj = json_object(data)
+            if obj is not None:
                 _take_usage(r, obj.get("usage"))
                 if "error" in obj and resp.status < 400:
-                    r.error = _error_text(obj["error"])
+                    r.error = error_text(obj["error"])
 
     async def _read_stream(self, resp: aiohttp.ClientResponse, r: Result) -> None:
         """Parse server-sent events; a token is a chunk whose text or delta content is non-empty."""
@@ -278,30 +296,15 @@ class _Attacker:
         usage = None
         async for line in resp.content:
             nbytes += len(line)
-            if not line.startswith(b"data:"):
+            obj = sse_json(line)
+            if obj is None:
                 continue
-            payload = line[5:].strip()
-            if not payload or payload == b"[DONE]":
-                continue
-            try:
-                obj = json.loads(payload)
-            except ValueError:
-                continue
-            if not isinstance(obj, dict):
-                continue
-            choices = obj.get("choices")
-            if choices:
-                c = choices[0]
-                text = c.get("text")
-                if text is None:
-                    delta = c.get("delta")
-                    text = delta.get("content") if delta else None
-                if text:
-                    times.append(perf() - t0)
+            if openai_text(obj):
+                times.append(perf() - t0)
             if obj.get("usage"):
                 usage = obj["usage"]
             if "error" in obj:
-                r.error = _error_text(obj["error"])
+                r.error = error_text(obj["error"])
         r.bytes_in = nbytes
         if times:
             r.first_token = times[0]
@@ -317,12 +320,6 @@ def _take_usage(r: Result, usage: Any) -> bool:
     r.completion_tokens = usage.get("completion_tokens")
     r.tokens_from = "usage"
     return True
-
-
-def _error_text(err: Any) -> str:
-    if isinstance(err, dict):
-        return str(err.get("message") or err)
-    return str(err)
 
 
 def _uvloop_available() -> bool:
@@ -367,11 +364,16 @@ def run_attack(
 ) -> tuple[dict, list[dict]]:
     """Synchronous :func:`attack` on a fresh event loop (uvloop when installed, see ``loop``)."""
     plan = plan_attack(config)
-    if config.loop not in ("auto", "uvloop", "asyncio"):
-        raise ValueError(f"loop must be auto, uvloop or asyncio, got {config.loop!r}")
-    use_uvloop = config.loop == "uvloop" or (config.loop == "auto" and _uvloop_available())
-    if use_uvloop:
+    return run_on_loop(lambda: attack(config, on_tick, plan), config.loop)
+
+
+def run_on_loop(main: Callable[[], Coroutine[Any, Any, T]], loop: str = "auto") -> T:
+    """Run ``main()`` on a fresh event loop: uvloop (``"uvloop"``, or ``"auto"`` when it is
+    installed) or asyncio's own."""
+    if loop not in ("auto", "uvloop", "asyncio"):
+        raise ValueError(f"loop must be auto, uvloop or asyncio, got {loop!r}")
+    if loop == "uvloop" or (loop == "auto" and _uvloop_available()):
         import uvloop
 
-        return uvloop.run(attack(config, on_tick, plan))
-    return asyncio.run(attack(config, on_tick, plan))
+        return uvloop.run(main())
+    return asyncio.run(main())

@@ -1,7 +1,9 @@
-"""``coderig bench``: attack, report, sweep.
+"""``coderig bench``: attack, typing, report, sweep, plot.
 
 ``coderig bench attack … | coderig bench report`` works like vegeta's pipe: results go to
 standard output unless ``-o`` names a file, and progress goes to standard error.
+``coderig bench typing`` prints its summary instead (``--json`` for the JSON object) and writes
+its results with ``-o``.
 """
 
 from __future__ import annotations
@@ -15,15 +17,16 @@ from typing import IO, Any
 import click
 
 from coderig.bench.attack import AttackConfig, run_attack
-from coderig.bench.progress import AttackProgress
+from coderig.bench.editor_apis import APIS
+from coderig.bench.progress import AttackProgress, TypingProgress
 from coderig.bench.results import _dumps, result_to_dict, write_results
-from coderig.bench.schedule import ARRIVALS
 from coderig.bench.workload import (
     DEFAULT_CHARS_PER_TOKEN,
     WorkloadSpec,
     endpoint_kind,
     read_bodies,
 )
+from coderig.traffic.arrivals import ARRIVALS
 from coderig.units import parse_duration
 
 
@@ -56,7 +59,7 @@ def _pairs(values: tuple[str, ...], sep: str, what: str) -> dict[str, str]:
 
 @click.group()
 def bench() -> None:
-    """Load-test an OpenAI-compatible endpoint at a fixed rate, open loop."""
+    """Load-test a completion server: at a fixed rate, or as a team typing in editors."""
 
 
 def attack_options(f: Any) -> Any:
@@ -335,13 +338,25 @@ def _run(config: AttackConfig, on_tick: Any) -> tuple[dict, list[dict]]:
 
 
 def _renderer(type_: str, buckets: str | None) -> Any:
-    """A function (header, results) -> report text for ``--type``."""
+    """A function (header, results) -> report text for ``--type``; a typing run's results get
+    the typing summary (shown, cancelled, accepted...)."""
     from coderig.bench.report import parse_buckets, render_hist, render_json, render_text, summarize
+    from coderig.bench.typing_report import is_typing, render_typing_text, summarize_typing
+
+    def text(h: dict, r: list[dict]) -> str:
+        if is_typing(h):
+            return render_typing_text(summarize_typing(h, r))
+        return render_text(summarize(h, r))
+
+    def json_(h: dict, r: list[dict]) -> str:
+        if is_typing(h):
+            return json.dumps(summarize_typing(h, r).to_dict()) + "\n"
+        return render_json(summarize(h, r))
 
     if type_ == "text":
-        return lambda h, r: render_text(summarize(h, r))
+        return text
     if type_ == "json":
-        return lambda h, r: render_json(summarize(h, r))
+        return json_
     if type_.startswith("hist"):
         spec = buckets or type_[4:]
         try:
@@ -561,4 +576,190 @@ def sweep(
         best = "none" if result.best_rate is None else f"{result.best_rate:g} req/s"
         click.echo(f"highest rate meeting p{percentile} <= {slo:g}s: {best}")
     paths = write_plots(result, out_dir)
+    click.echo("wrote " + ", ".join(paths.values()), err=True)
+
+
+@bench.command("typing")
+@click.option(
+    "--url", required=True, help="The server's base URL, e.g. http://127.0.0.1:8000 (see --api)."
+)
+@click.option("--developers", type=int, default=4, show_default=True, help="Developers typing.")
+@click.option("--duration", type=DURATION, required=True, help="How long they type (60s, 5m).")
+@click.option(
+    "--debounce",
+    type=DURATION,
+    default=None,
+    help="Editor's wait after the last keystroke before it asks [default: 300ms].",
+)
+@click.option(
+    "--corpus",
+    type=click.Path(exists=True, file_okay=False),
+    default=None,
+    help="Directory of the code they type (the team's own) [default: Python's stdlib source].",
+)
+@click.option(
+    "--max-tokens", type=int, default=64, show_default=True, help="Tokens asked per suggestion."
+)
+@click.option(
+    "--api",
+    type=click.Choice(APIS),
+    default="openai",
+    show_default=True,
+    help="openai: POST /v1/completions; infill: llama.cpp's POST /infill; ollama: POST "
+    "/api/generate; tabby: Tabby's POST /v1/completions with segments.",
+)
+@click.option("--seed", type=int, default=0, show_default=True, help="Same seed, same typing.")
+@click.option("--model", default=None, help="Model name sent [default: asked from the server].")
+@click.option(
+    "--prefix-lines",
+    type=int,
+    default=None,
+    help="Lines above the cursor's line in each prompt [default: 256, as llama.vim].",
+)
+@click.option(
+    "--suffix-lines",
+    type=int,
+    default=None,
+    help="Lines below the cursor in each prompt [default: 64, as llama.vim].",
+)
+@click.option(
+    "--params",
+    "params_file",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="TOML file of typing parameters (shaped like coderig/traffic/typing_team.toml).",
+)
+@click.option(
+    "--timeout",
+    type=DURATION,
+    default=30.0,
+    show_default=True,
+    help="Longest any request may take (the next keystroke usually ends it sooner).",
+)
+@click.option("--header", "headers", multiple=True, help="'Name: value' (repeatable).")
+@click.option("--tag", "tags", multiple=True, help="key=value stored in the results header.")
+@click.option("--name", default="", help="Run name stored in the header.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout.")
+@click.option(
+    "-o",
+    "--output",
+    default=None,
+    help="Results file (JSON lines, one per request); '-' is standard output (the summary "
+    "then goes to standard error).",
+)
+@click.option(
+    "--plots",
+    "plots_dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Also write the PNG and HTML plots to this directory.",
+)
+@click.option(
+    "--progress/--no-progress",
+    default=None,
+    help="Progress bar on standard error (default: when it is a terminal).",
+)
+def typing_cmd(
+    url: str,
+    developers: int,
+    duration: float,
+    debounce: float | None,
+    corpus: str | None,
+    max_tokens: int,
+    api: str,
+    seed: int,
+    model: str | None,
+    prefix_lines: int | None,
+    suffix_lines: int | None,
+    params_file: str | None,
+    timeout: float,
+    headers: tuple[str, ...],
+    tags: tuple[str, ...],
+    name: str,
+    as_json: bool,
+    output: str | None,
+    plots_dir: str | None,
+    progress: bool | None,
+) -> None:
+    """Developers typing in editors: a request after each pause, cancelled at the next key.
+
+    Each developer types real code from the corpus at a measured human rhythm and sometimes
+    moves to another place or file; after each pause longer than --debounce the "editor" sends
+    a fill-in-the-middle request, and the next keystroke cancels it by closing its connection.
+    Prints how many suggestions arrived before the next keystroke.
+    """
+    from coderig.bench.typing import TypingConfig, run_typing
+    from coderig.bench.typing_report import render_typing_text, summarize_typing
+
+    if developers < 1:
+        raise click.BadParameter("must be >= 1", param_hint="--developers")
+    config = TypingConfig(
+        url=url,
+        developers=developers,
+        duration=duration,
+        debounce=debounce,
+        corpus=corpus,
+        max_tokens=max_tokens,
+        api=api,
+        seed=seed,
+        model=model,
+        prefix_lines=prefix_lines,
+        suffix_lines=suffix_lines,
+        params_file=params_file,
+        timeout=timeout,
+        headers=_pairs(headers, ":", "'Name: value'"),
+        tags=_pairs(tags, "=", "key=value"),
+        name=name,
+    )
+    with TypingProgress(progress, label=name or f"{developers} typing") as bar:
+        try:
+            header, results = run_typing(config, bar)
+        except ValueError as exc:
+            raise click.UsageError(str(exc)) from None
+    if output is not None:
+        out: IO[str] = sys.stdout if output == "-" else open(output, "w", encoding="utf-8")  # noqa: SIM115
+        try:
+            write_results(out, header, results)
+        finally:
+            if out is not sys.stdout:
+                out.close()
+    summary = summarize_typing(header, results)
+    text = json.dumps(summary.to_dict()) + "\n" if as_json else render_typing_text(summary)
+    click.echo(text, nl=False, err=output == "-")
+    if plots_dir:
+        from coderig.bench.plots import typing_label, write_typing_plots
+
+        paths = write_typing_plots([(typing_label(header), header, results)], plots_dir)
+        click.echo("wrote " + ", ".join(paths.values()), err=True)
+
+
+@bench.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option(
+    "--out-dir",
+    default="bench-plots",
+    show_default=True,
+    help="Where the PNGs and the HTML page go.",
+)
+def plot(files: tuple[str, ...], out_dir: str) -> None:
+    """Plot typing results files: shown-latency CDF (one curve per run) and outcomes over time."""
+    from coderig.bench.plots import typing_label, write_typing_plots
+    from coderig.bench.results import read_attacks
+    from coderig.bench.typing_report import is_typing
+
+    runs = []
+    for path in files:
+        try:
+            attacks = read_attacks(path)
+        except (OSError, ValueError) as exc:
+            raise click.ClickException(f"{path}: {exc}") from None
+        for header, results in attacks:
+            if not is_typing(header):
+                raise click.ClickException(
+                    f"{path}: not a typing run (plots of rate sweeps come from 'bench sweep')"
+                )
+            label = typing_label(header)
+            runs.append((label if len(files) == 1 else f"{Path(path).stem}: {label}", header,
+                         results))  # fmt: skip
+    paths = write_typing_plots(runs, out_dir)
     click.echo("wrote " + ", ".join(paths.values()), err=True)

@@ -1,4 +1,5 @@
-"""Sweep charts: latency percentiles vs rate and a latency CDF per rate, as PNG and one HTML page.
+"""Charts as PNG and one HTML page: for a sweep, latency percentiles vs rate and a latency CDF
+per rate; for typing runs, the CDF of shown latency and shown/cancelled requests over time.
 
 The HTML page embeds the PNGs as base64 data URIs and the numbers as a plain table, so it is
 a single file that opens anywhere (no CDN, no scripts) and can be attached to a ticket.
@@ -17,7 +18,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from matplotlib.ticker import FuncFormatter  # noqa: E402
+from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator  # noqa: E402
 
 from coderig.bench.sweep import Sweep  # noqa: E402
 from coderig.units import vegeta_duration  # noqa: E402
@@ -148,11 +149,6 @@ def write_plots(sweep: Sweep, out_dir: str | Path, title: str = "coderig bench s
 
 
 def render_html(sweep: Sweep, images: dict[str, bytes], title: str) -> str:
-    rows = table_rows(sweep)
-    head = "".join(f"<th>{html.escape(k)}</th>" for k in rows[0]) if rows else ""
-    body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(v)}</td>" for v in r.values()) + "</tr>" for r in rows
-    )
     first = sweep.steps[0].header if sweep.steps else {}
     params = {
         k: first.get(k)
@@ -176,6 +172,21 @@ def render_html(sweep: Sweep, images: dict[str, bytes], title: str) -> str:
             f"<p><b>Highest rate meeting p{sweep.percentile} ≤ "
             f"{html.escape(vegeta_duration(sweep.slo))}: {best}</b></p>"
         )
+    return _page(title, params, verdict, table_rows(sweep), images)
+
+
+def _page(
+    title: str,
+    params: dict[str, Any],
+    verdict: str,
+    rows: list[dict[str, str]],
+    images: dict[str, bytes],
+) -> str:
+    """A self-contained HTML page: parameters, a verdict, a table, the images inline."""
+    head = "".join(f"<th>{html.escape(k)}</th>" for k in rows[0]) if rows else ""
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(v)}</td>" for v in r.values()) + "</tr>" for r in rows
+    )
     imgs = "".join(
         f'<figure><img alt="{html.escape(n)}" src="data:image/png;base64,'
         f'{base64.b64encode(d).decode()}"><figcaption>{html.escape(n)}</figcaption></figure>'
@@ -191,3 +202,144 @@ text-align:right}}figure{{margin:1em 0}}img{{max-width:100%}}code{{font-size:90%
 <table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>
 {imgs}</body></html>
 """
+
+
+# --- typing runs ---------------------------------------------------------------------------
+
+TypingRun = tuple[str, dict, list[dict]]
+"""A typing run to plot: (label, results header, result lines)."""
+
+OUTCOME_COLORS = {"shown": "tab:green", "cancelled": "tab:orange", "error": "tab:red"}
+
+
+def typing_label(header: dict) -> str:
+    """A short name for a typing run: its --name, else developers and API."""
+    return header.get("name") or f"{header.get('developers')} dev, {header.get('api')}"
+
+
+def shown_latency_cdf_figure(runs: list[TypingRun]) -> Any:
+    """CDF of the latency of shown suggestions, one curve per run, over *all* requests: the
+    curve ends at the run's shown share, so a run that shows fewer suggestions ends lower.
+    The dashed grey curve is the first run's time to the next keystroke: the share of
+    requests whose developer had typed on within that time (no server can beat it)."""
+    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
+    for i, (label, _header, results) in enumerate(runs):
+        sent = [r for r in results if r.get("sent") is not None]
+        if not sent:
+            continue
+        lat = np.sort([r["end"] - r["sent"] for r in sent if r.get("outcome") == "shown"])
+        if i == 0:
+            budget = np.sort([r["cancel_at"] - r["sent"] for r in sent if r.get("cancel_at")])
+            budget = budget[budget > 0]
+            if budget.size:
+                ax.step(
+                    budget,
+                    np.arange(1, budget.size + 1) / len(sent),
+                    where="post",
+                    color="grey",
+                    linestyle="--",
+                    label="next keystroke came within",
+                )
+        if lat.size:
+            ax.step(
+                lat,
+                np.arange(1, lat.size + 1) / len(sent),
+                where="post",
+                label=f"{label}: {lat.size / len(sent):.0%} shown",
+            )
+    ax.set_xscale("log")
+    ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: vegeta_duration(v)))
+    ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: ""))
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("time from request (log scale)")
+    ax.set_ylabel("fraction of requests")
+    ax.set_title("Suggestions shown before the next keystroke")
+    ax.grid(True, alpha=0.3, which="both")
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    return fig
+
+
+def outcomes_over_time_figure(runs: list[TypingRun], buckets: int = 20) -> Any:
+    """Shown, cancelled and failed requests per interval of send time, one panel per run."""
+    fig, axes = plt.subplots(
+        len(runs), 1, figsize=(7, 1.2 + 2.2 * len(runs)), dpi=110, squeeze=False, sharex=True
+    )
+    for ax, (label, header, results) in zip(axes[:, 0], runs, strict=True):
+        duration = float(header.get("duration") or 0) or max(
+            (r["scheduled"] for r in results), default=1.0
+        )
+        width = duration / buckets
+        edges = np.arange(buckets + 1) * width
+        bottom = np.zeros(buckets)
+        for outcome, color in OUTCOME_COLORS.items():
+            times = [r["scheduled"] for r in results if r.get("outcome") == outcome]
+            counts, _ = np.histogram(times, bins=edges)
+            ax.bar(edges[:-1], counts, width=width, align="edge", bottom=bottom, color=color,
+                   label=outcome)  # fmt: skip
+            bottom += counts
+        ax.set_title(label, fontsize="medium")
+        ax.set_ylabel(f"requests / {vegeta_duration(width)}")
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(True, alpha=0.3, axis="y")
+    axes[0, 0].legend(fontsize="small", loc="upper right")
+    axes[-1, 0].set_xlabel("send time (s from start)")
+    fig.tight_layout()
+    return fig
+
+
+def typing_rows(runs: list[TypingRun]) -> list[dict[str, str]]:
+    """One table row per run: the figures of its summary."""
+    from coderig.bench.typing_report import summarize_typing
+
+    rows = []
+    for label, header, results in runs:
+        s = summarize_typing(header, results)
+        rows.append(
+            {
+                "run": label,
+                "developers": str(s.developers),
+                "requests": str(s.requests),
+                "shown": f"{s.shown_ratio:.1%}" if s.requests else "-",
+                "cancelled": str(s.cancelled),
+                "errors": str(s.errors),
+                "shown p50": vegeta_duration(s.shown_latency.p50),
+                "shown p90": vegeta_duration(s.shown_latency.p90),
+                "shown p99": vegeta_duration(s.shown_latency.p99),
+                "accepted": f"{s.accepted}/{s.comparable}",
+                "wasted tokens": str(s.wasted_tokens),
+            }
+        )
+    return rows
+
+
+def write_typing_plots(
+    runs: list[TypingRun], out_dir: str | Path, title: str = "coderig bench typing"
+) -> dict[str, str]:
+    """Write typing-shown-cdf.png, typing-outcomes.png and typing.html; returns their paths."""
+    if not runs:
+        raise ValueError("no typing run to plot")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    images = {
+        "typing-shown-cdf.png": _png(shown_latency_cdf_figure(runs)),
+        "typing-outcomes.png": _png(outcomes_over_time_figure(runs)),
+    }
+    for name, data in images.items():
+        (out / name).write_bytes(data)
+    from coderig.bench.typing_report import summarize_typing
+
+    header = runs[0][1]
+    params = {
+        k: header.get(k)
+        for k in ("url", "api", "duration", "debounce", "max_tokens", "corpus", "seed",
+                  "start_iso", "tags")
+    }  # fmt: skip
+    verdict = "".join(
+        f"<p><b>{html.escape(label)}: {html.escape(summarize_typing(h, r).headline())}</b></p>"
+        for label, h, r in runs
+    )
+    page = _page(title, params, verdict, typing_rows(runs), images)
+    (out / "typing.html").write_text(page, encoding="utf-8")
+    return {name: str(out / name) for name in (*images, "typing.html")}

@@ -60,3 +60,38 @@ class AttackProgress:
     def __exit__(self, *exc: object) -> None:
         if self._progress is not None:
             self._progress.stop()
+
+
+class TypingProgress(AttackProgress):
+    """Callable ``on_tick`` for :func:`coderig.bench.typing.typing_run`: requests done of those
+    scripted, and how they ended so far."""
+
+    def __enter__(self) -> TypingProgress:
+        if self.enabled:
+            self._progress = Progress(
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn(
+                    "shown {task.fields[shown]}  cancelled {task.fields[cancelled]}"
+                    "  errors {task.fields[error]}  in flight {task.fields[inflight]}"
+                ),
+                TimeElapsedColumn(),
+                console=self.console,
+                auto_refresh=False,
+                transient=False,
+            )
+            self._progress.start()
+        return self
+
+    def __call__(self, state: Any) -> None:
+        if self._progress is None:
+            return
+        if self._task is None:
+            self._task = self._progress.add_task(
+                self.label, total=len(state.results), inflight=0, **dict.fromkeys(state.counts, 0)
+            )
+        self._progress.update(
+            self._task, completed=state.done, inflight=state.inflight, **state.counts
+        )
+        self._progress.refresh()

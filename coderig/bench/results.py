@@ -169,7 +169,7 @@ def merge_attacks(attacks: list[tuple[dict, list[dict]]]) -> tuple[dict, list[di
             continue
         for r in results:
             r = dict(r)
-            for key in ("scheduled", "sent", "first_byte", "first_token", "end"):
+            for key in ("scheduled", "sent", "first_byte", "first_token", "end", "cancel_at"):
                 if r.get(key) is not None:
                     r[key] = round(r[key] + shift, 6)
             r["token_times"] = [round(t + shift, 6) for t in r.get("token_times") or []]

@@ -33,6 +33,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from coderig.plan.roofline import StepModel
+from coderig.traffic.arrivals import send_times
 
 __all__ = ["Workload", "SimResult", "simulate", "arrival_times", "cached_prompt_tokens"]
 
@@ -100,19 +101,11 @@ class SimResult:
 
 
 def arrival_times(rate: float, duration: float, arrival: str = "constant", seed: int = 0):
-    """Send times of an attack: ``rate`` per second for ``duration`` seconds."""
+    """Send times of an attack, as an array: exactly the times ``coderig bench attack`` sends
+    at for the same rate, duration, arrival process and seed (one shared function)."""
     if rate <= 0 or duration <= 0:
         return np.zeros(0)
-    if arrival == "constant":
-        return np.arange(int(round(rate * duration))) / rate
-    if arrival == "poisson":
-        rng = np.random.default_rng(seed)
-        n = int(rate * duration + 10 * np.sqrt(rate * duration) + 10)
-        times = np.cumsum(rng.exponential(1.0 / rate, size=n))
-        while times[-1] < duration:  # pragma: no cover - astronomically unlikely
-            times = np.concatenate([times, times[-1] + np.cumsum(rng.exponential(1 / rate, n))])
-        return times[times < duration]
-    raise ValueError(f"unknown arrival process {arrival!r}: use constant or poisson")
+    return np.asarray(send_times(rate, duration, arrival=arrival, seed=seed), dtype=float)
 
 
 class _Replica:

@@ -1,4 +1,5 @@
-"""Send times: fixed up front, exact for constant pacing, exponential gaps for Poisson."""
+"""Send times: fixed up front, exact for constant pacing, exponential gaps for Poisson; one
+stream for bench and plan."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from coderig.bench.schedule import send_times
+from coderig.traffic.arrivals import send_times
 
 
 def test_constant_pacing_is_i_over_rate_like_vegeta():
@@ -58,3 +59,11 @@ def test_poisson_is_reproducible_per_seed_and_bounded_by_duration():
 def test_bad_schedules_are_refused(kwargs):
     with pytest.raises(ValueError):
         send_times(**kwargs)
+
+
+def test_plan_simulates_the_stream_bench_sends_for_the_same_seed():
+    from coderig.plan.simulate import arrival_times
+
+    for arrival in ("constant", "poisson"):
+        bench = send_times(20, duration=10.0, arrival=arrival, seed=5)
+        assert arrival_times(20, 10.0, arrival, seed=5).tolist() == bench

@@ -1,9 +1,12 @@
-"""Send times, fixed before the attack starts: that is what makes the attack open loop.
+"""Send times, fixed before the load starts: that is what makes a load test open loop.
 
 A closed-loop generator (send, wait for the answer, send the next) slows down exactly when the
 server does, so it hides the queueing it should measure ("coordinated omission"). Here every
 send time is decided up front from the rate alone; the attack only has to keep up with it, and
 any failure to keep up is recorded as scheduling lag instead of silently lowering the load.
+
+One function for both sides: ``coderig bench attack`` sends at these times and ``coderig plan``
+simulates arrivals at the same times, so one seed is one stream of requests in both.
 """
 
 from __future__ import annotations
