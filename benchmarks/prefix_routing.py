@@ -5,7 +5,8 @@ library on this machine) and asks for a completion every few keystrokes, so each
 prompt is the previous one plus a few more characters. Requests from all developers interleave
 (Poisson arrivals). Both routings run on the same scripted workload, in one run, on the
 embedded model with 2 llama.cpp replicas, with and without a RAM prompt cache per replica
-(`--prompt-cache`): without it a replica keeps only its last prompt's KV cache. Reported: p50
+(`--prompt-cache`, llama-server's `--cache-ram`): without it a replica keeps only the prompts
+still in its slots. Reported: p50
 and p99 latency, and the prompt-cache hit rate (prompt tokens the engine reused instead of
 prefilling, from /metrics).
 

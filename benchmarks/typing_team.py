@@ -5,10 +5,10 @@ before the next keystroke (shown), cancelled and failed requests, shown latency,
 acceptance, tokens generated for cancelled requests; then, per target, the largest team that
 got at least 80% of its suggestions shown.
 
-The engine run directly is any OpenAI- (or /infill-) compatible server: by default coderig's own
-llama.cpp replica server on the embedded model, with all the box's threads in one process;
-`--engine-cmd` starts another one (placeholders {port}, {model}, {threads}), for example
-llama.cpp's own server:
+The engine run directly is any OpenAI- (or /infill-) compatible server: by default the
+`llama-server` coderig runs, started with the arguments coderig gives it (all the box's threads,
+`--slots` parallel slots) on the embedded model; `--engine-cmd` starts another one (placeholders
+{port}, {model}, {threads}), for example:
 
     --engine-cmd 'llama-server -m {model} --port {port} -t {threads} -np 2 --cache-reuse 256'
 
@@ -16,7 +16,8 @@ and `--engine-url` uses one already running instead.
 
 Usage: python benchmarks/typing_team.py [--developers 2,4,8] [--duration 60s]
        [--targets serve-prefix,serve-least-busy,engine] [--api openai] [--max-tokens 64]
-       [--replicas 2] [--threads 2] [--engine-cmd CMD | --engine-url URL] [--out-dir DIR]
+       [--replicas 1] [--slots 4] [--threads 2] [--engine-cmd CMD | --engine-url URL]
+       [--out-dir DIR]
 """
 
 from __future__ import annotations
@@ -35,36 +36,45 @@ from common import machine_line, metric, metric_values, serve
 from coderig.bench.results import write_results
 from coderig.bench.typing import TypingConfig, run_typing
 from coderig.bench.typing_report import summarize_typing
+from coderig.engines.llamacpp import LlamaServerEngine
+from coderig.engines.llamacpp_build import find_llama_server
 from coderig.models import embedded_model_path
 from coderig.serve.pool import free_port
 from coderig.units import parse_duration
 
 TARGETS = ("serve-prefix", "serve-least-busy", "engine")
-DEFAULT_ENGINE = (
-    "{python} -m coderig.engines.llamacpp_server --model {model} --host 127.0.0.1 --port {port} "
-    "--n_threads {threads} --n_threads_batch {threads} --n_ctx 4096 --interrupt_requests false "
-    "--verbose false"
-)
 SHOWN_TARGET = 0.80
+
+
+def default_engine(threads: int, slots: int) -> LlamaServerEngine:
+    found = find_llama_server(None)
+    if found is None:
+        raise SystemExit("no llama-server: run `coderig engine build` first")
+    return LlamaServerEngine(
+        binary=found.path, model_path=embedded_model_path(), threads=threads, slots=slots
+    )
 
 
 class Engine:
     """The engine as its own server: started from a command line, or already running."""
 
-    def __init__(self, cmd: str | None, url: str | None, threads: int, log_dir: Path):
+    def __init__(self, cmd: str | None, url: str | None, threads: int, slots: int, log_dir: Path):
         self.proc: subprocess.Popen | None = None
         if url:
             self.url = url.rstrip("/")
             return
         port = free_port()
-        argv = shlex.split(
-            (cmd or DEFAULT_ENGINE).format(
-                python=shlex.quote(sys.executable),
-                model=shlex.quote(str(embedded_model_path())),
-                port=port,
-                threads=threads,
+        if cmd:
+            argv = shlex.split(
+                cmd.format(
+                    python=shlex.quote(sys.executable),
+                    model=shlex.quote(str(embedded_model_path())),
+                    port=port,
+                    threads=threads,
+                )
             )
-        )
+        else:
+            argv = default_engine(threads, slots).launch(index=0, port=port).argv
         self.log = open(log_dir / f"engine-{port}.log", "wb")  # noqa: SIM115
         self.proc = subprocess.Popen(argv, stdout=self.log, stderr=subprocess.STDOUT)
         self.url = f"http://127.0.0.1:{port}"
@@ -128,7 +138,8 @@ def main() -> None:
     parser.add_argument("--targets", default=",".join(TARGETS))
     parser.add_argument("--api", default="openai", help="openai or infill (both engines)")
     parser.add_argument("--max-tokens", type=int, default=64)
-    parser.add_argument("--replicas", type=int, default=2, help="coderig serve replicas")
+    parser.add_argument("--replicas", type=int, default=1, help="coderig serve replicas")
+    parser.add_argument("--slots", type=int, default=4, help="parallel slots per llama-server")
     parser.add_argument("--threads", type=int, default=2, help="threads of the whole box")
     parser.add_argument("--engine-cmd", default=None)
     parser.add_argument("--engine-url", default=None)
@@ -151,8 +162,8 @@ def main() -> None:
     print(
         f"workload: coderig bench typing, {args.api} API, {args.max_tokens} max tokens, "
         f"{args.duration} per team, seed {args.seed}; coderig serve: {args.replicas} replicas x "
-        f"{per_replica} thread(s); engine: "
-        f"{args.engine_url or args.engine_cmd or 'coderig replica server'}, "
+        f"{per_replica} thread(s) x {args.slots} slots; engine: "
+        f"{args.engine_url or args.engine_cmd or f'llama-server, {args.slots} slots'}, "
         f"{args.threads} threads\n"
     )
     print(
@@ -166,12 +177,13 @@ def main() -> None:
         if gateway:
             server = serve(
                 "--replicas", str(args.replicas), "--threads-per-replica", str(per_replica),
-                "--routing", target.removeprefix("serve-"), "--no-access-log",
+                "--slots", str(args.slots), "--routing", target.removeprefix("serve-"),
+                "--no-access-log",
             )  # fmt: skip
             url, stop = server.url, server.stop
         else:
             server = None
-            engine = Engine(args.engine_cmd, args.engine_url, args.threads, log_dir)
+            engine = Engine(args.engine_cmd, args.engine_url, args.threads, args.slots, log_dir)
             url, stop = engine.url, engine.stop
         best[target] = None
         try:

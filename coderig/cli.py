@@ -1,4 +1,4 @@
-"""The one entry point: ``coderig serve | bench | plan | deploy``."""
+"""The one entry point: ``coderig serve | bench | plan | deploy | engine``."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import click
 from coderig import __version__
 from coderig.bench.cli import bench
 from coderig.deploy.cli import deploy
+from coderig.engines.cli import engine
 from coderig.plan.cli import plan
 from coderig.serve.cli import serve
 
@@ -21,3 +22,4 @@ main.add_command(serve)
 main.add_command(bench)
 main.add_command(plan)
 main.add_command(deploy)
+main.add_command(engine)

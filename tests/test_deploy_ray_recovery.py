@@ -49,7 +49,7 @@ def replica_at(url: str, process: subprocess.Popen) -> CoderigReplica:
     replica = CoderigReplica.__new__(CoderigReplica)
     replica.url = url
     replica.process = process
-    replica.health_path = "/coderig/stats"
+    replica.health_path = "/health"
     replica.unreachable = None
     replica.replica_id = "test"
     return replica

@@ -15,7 +15,8 @@ pytestmark = pytest.mark.e2e
 MODEL = "smollm2-135m-instruct"
 PY_PREFIX = "def fibonacci(n):\n    if n < 2:\n        return n\n    return "
 # Greedy SmolLM2 continues this with a comment, then `def main():` after a blank line.
-RULE_PROMPT = "import os\n\n\ndef main():\n"
+# The embedded model completes this with code, a blank line and prose: something to cut.
+RULE_PROMPT = 'import os\n\n\ndef list_files(path):\n    """List files."""\n'
 
 
 def post(server, path: str, **kwargs) -> httpx.Response:
@@ -358,7 +359,7 @@ def test_openai_stream_with_stop_rules_ends_with_stop(server):
 
 
 def test_time_budget_cuts_a_long_generation_with_length(server):
-    body = {"prompt": "1, 2, 3, 4,", "max_tokens": 200, "temperature": 0, "ignore_eos": True}
+    body = {"prompt": "1\n2\n3\n4\n", "max_tokens": 200, "temperature": 0, "ignore_eos": True}
     budgeted = completion(server, **body, t_max_predict_ms=1)
     assert budgeted["choices"][0]["finish_reason"] == "length"
     assert budgeted["usage"]["completion_tokens"] < 200

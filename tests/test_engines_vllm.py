@@ -45,8 +45,8 @@ def test_default_command_line_is_what_a_completion_deployment_wants():
         "--max-num-seqs", "64",
         "--enable-prefix-caching",
     ]  # fmt: skip
-    launch = engine.launch(index=0, port=9001)
-    assert launch.health_path == "/health"
+    assert engine.launch(index=0, port=9001).argv == engine.argv(9001)
+    assert engine.health_path == "/health"
     assert engine.slots == 64
 
 
@@ -84,7 +84,7 @@ def test_lora_adapters_enable_multi_lora_with_a_rank_that_fits(tmp_path):
     big.mkdir()
     (big / "adapter_config.json").write_text(json.dumps({"r": 24, "lora_alpha": 48}))
     loras = {"sql": str(big), "docs": "org/docs-lora"}
-    engine = VllmEngine("m", "base", loras=loras, command=["vllm", "serve"])
+    engine = VllmEngine("m", "base", adapters=loras, command=["vllm", "serve"])
     argv = engine.argv(1)
     assert "--enable-lora" in argv
     assert argv[argv.index("--max-loras") + 1] == "2"
@@ -96,12 +96,12 @@ def test_lora_adapters_enable_multi_lora_with_a_rank_that_fits(tmp_path):
 
 
 def test_runtime_lora_starts_replicas_ready_for_adapters_added_later():
-    engine = VllmEngine("m", "base", supports_runtime_lora=True, command=["vllm", "serve"])
+    engine = VllmEngine("m", "base", runtime_lora=True, command=["vllm", "serve"])
     argv = engine.argv(1)
     assert "--enable-lora" in argv and "--lora-modules" not in argv
     assert argv[argv.index("--max-loras") + 1] == "1"
     assert engine.launch(index=0, port=1).env["VLLM_ALLOW_RUNTIME_LORA_UPDATING"] == "True"
-    engine.loras["sql"] = "/adapters/sql"  # what /v1/load_lora_adapter records on success
+    engine.adapters["sql"] = "/adapters/sql"  # what /v1/load_lora_adapter records on success
     assert "sql=/adapters/sql" in engine.argv(1)  # so a restarted replica loads it too
 
 

@@ -13,12 +13,12 @@ from datetime import datetime, timedelta
 import httpx
 import pytest
 
-from coderig.engines.llamacpp import LlamaCppEngine
 from coderig.models import embedded_model_path
 from coderig.schedule import DAYS, Schedule
 from coderig.serve.idle import IdleController, PowerState, decide
 from coderig.serve.metrics import GatewayMetrics
 from coderig.serve.pool import ReplicaPool, ReplicaState
+from tests.support.engine import llama_server_engine
 from tests.support.server import start_server
 
 REQUEST = {"prompt": "x = ", "max_tokens": 3, "temperature": 0}
@@ -38,7 +38,7 @@ def test_decisions():
 
 
 def test_a_schedule_alone_scales_to_zero_after_fifteen_minutes_outside_it():
-    pool = ReplicaPool(LlamaCppEngine(embedded_model_path(), threads=1), 1, log_dir=_tmp())
+    pool = ReplicaPool(llama_server_engine(threads=1), 1, log_dir=_tmp())
     controller = IdleController(pool, idle_after=None, schedule=Schedule.parse("mon-fri 8-19"))
     assert controller.idle_after == 15 * 60
 
@@ -151,7 +151,7 @@ def test_the_schedule_opening_starts_the_replicas_without_a_request(tmp_path):
 
     async def scenario() -> tuple[list[str], float]:
         pool = ReplicaPool(
-            LlamaCppEngine(embedded_model_path(), threads=1, n_ctx=512),
+            llama_server_engine(threads=1, n_ctx=512),
             1,
             log_dir=tmp_path,
             startup_timeout=60,

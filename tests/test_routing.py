@@ -6,13 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from coderig.engines.llamacpp import LlamaCppEngine
+from coderig.engines.llamacpp import LlamaServerEngine
 from coderig.serve.pool import NoReplicaAvailable, ReplicaPool, ReplicaState
 from coderig.serve.routing import BLOCK_CHARS, Router, prefix_hashes
 
 
 def make_pool(tmp_path: Path, replicas: int) -> ReplicaPool:
-    pool = ReplicaPool(LlamaCppEngine(Path("unused.gguf"), threads=1), replicas, log_dir=tmp_path)
+    engine = LlamaServerEngine(Path("llama-server"), Path("unused.gguf"), threads=1)
+    pool = ReplicaPool(engine, replicas, log_dir=tmp_path)
     for replica in pool.replicas:
         replica.state = ReplicaState.READY
     return pool
@@ -99,6 +100,7 @@ def test_unknown_policy_is_refused(tmp_path):
 def test_a_typing_developer_stays_on_one_replica_and_hits_its_prompt_cache(tmp_path):
     import httpx
 
+    from tests.support.engine import engine_metrics
     from tests.support.server import start_server
 
     server = start_server(tmp_path, "--replicas", "2", "--threads-per-replica", "1")
@@ -113,11 +115,13 @@ def test_a_typing_developer_stays_on_one_replica_and_hits_its_prompt_cache(tmp_p
                 timeout=120,
             )
             assert response.status_code == 200
-        stats = [httpx.get(f"{r['url']}/coderig/stats").json() for r in replicas]
-        assert sorted(s["requests"] for s in stats) == [0, 5]
-        busy = next(s for s in stats if s["requests"] == 5)
+        stats = [engine_metrics(r["url"]) for r in replicas]
+        computed = [s["llamacpp:prompt_tokens_total"] for s in stats]
+        assert sorted(c == 0 for c in computed) == [False, True]  # one replica did all the work
+        busy = next(s for s in stats if s["llamacpp:prompt_tokens_total"] > 0)
         # Every request after the first reused nearly the whole previous prompt.
-        assert busy["cached_prompt_tokens"] > 0.7 * busy["prompt_tokens"]
+        cached = busy["llamacpp:prompt_tokens_cached_total"]
+        assert cached > 0.7 * (cached + busy["llamacpp:prompt_tokens_total"])
         metrics = httpx.get(f"{server.url}/metrics").text
         assert 'coderig_routed_requests_total{reason="prefix"} 4.0' in metrics
     finally:

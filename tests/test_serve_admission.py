@@ -39,7 +39,7 @@ def replica(server) -> dict:
 
 
 def test_a_full_queue_answers_429_at_once_and_admitted_requests_succeed(tmp_path):
-    server = start_server(tmp_path, "--max-queue", "1", "--max-queue-wait", "off")
+    server = start_server(tmp_path, "--slots", "1", "--max-queue", "1", "--max-queue-wait", "off")
     try:
         url = f"{server.base_url}/completions"
         results: list = []
@@ -64,7 +64,7 @@ def test_a_full_queue_answers_429_at_once_and_admitted_requests_succeed(tmp_path
 
 
 def test_a_request_that_would_wait_too_long_is_refused_before_it_waits(tmp_path):
-    server = start_server(tmp_path, "--max-queue-wait", "0.5s")
+    server = start_server(tmp_path, "--slots", "1", "--max-queue-wait", "0.5s")
     try:
         url = f"{server.base_url}/completions"
         # One finished long request teaches the gateway this replica's service time (seconds).

@@ -4,7 +4,7 @@ restarts and autoscales across a cluster.
 Two deployments:
 
 * ``CoderigReplica`` — one engine replica: it runs the very process ``coderig serve`` would
-  (llama.cpp's ``coderig.engines.llamacpp_server``, or ``vllm serve`` on a GPU node) on a
+  (llama.cpp's ``llama-server``, or ``vllm serve`` on a GPU node) on a
   private localhost port of its node, and streams completion chunks back through Ray. Ray
   autoscales it on requests in flight (``target_ongoing_requests``), down to ``min_replicas: 0``
   after ``downscale_delay_s`` without traffic; the next request waits for a replica to start.
@@ -43,7 +43,7 @@ from coderig.deploy.ray_app_config import (
     REPLICA_DEPLOYMENT,
     RayAppConfig,
 )
-from coderig.engines.base import Launch
+from coderig.engines.base import Dialect, Engine, Launch
 from coderig.serve.pool import (
     Replica,
     ReplicaPool,
@@ -68,8 +68,8 @@ UNREACHABLE_RETRIES = 2
 # --- the engine replica -------------------------------------------------------------------
 
 
-def replica_launch(config: RayAppConfig, port: int) -> Launch:
-    """The same engine command ``coderig serve`` would run, for this node."""
+def replica_engine(config: RayAppConfig) -> Engine:
+    """The same engine ``coderig serve`` would run, for this node."""
     from coderig.models import resolve_model
 
     resolved = resolve_model(config.model, name=config.served_model_name)
@@ -78,16 +78,20 @@ def replica_launch(config: RayAppConfig, port: int) -> Launch:
 
         options = VllmOptions(max_model_len=config.max_model_len, **config.vllm)
         # Ray sets CUDA_VISIBLE_DEVICES for the actor's GPUs: no gpu_ids of our own.
-        engine = VllmEngine(
+        return VllmEngine(
             str(resolved.path), resolved.name, options, command=vllm_command() or ["vllm", "serve"]
         )
-        return engine.launch(index=0, port=port)
-    from coderig.engines.llamacpp import LlamaCppEngine
+    from coderig.engines.llamacpp import LlamaServerEngine
+    from coderig.engines.llamacpp_build import ensure_llama_server
 
-    engine = LlamaCppEngine(
-        resolved.path, threads=config.threads_per_replica, n_ctx=config.max_model_len
+    # Ray routes to a replica at most max_ongoing_requests at once: one slot each.
+    return LlamaServerEngine(
+        ensure_llama_server(config.llama_server).path,
+        resolved.path,
+        threads=config.threads_per_replica,
+        n_ctx=config.max_model_len,
+        slots=config.max_ongoing_requests,
     )
-    return engine.launch(index=0, port=port)
 
 
 class CoderigReplica:
@@ -98,7 +102,9 @@ class CoderigReplica:
         # PR_SET_PDEATHSIG fires when the *thread* that started the engine exits.
         self.config = RayAppConfig.from_dict(config)
         port = free_port()
-        launch = replica_launch(self.config, port)
+        engine = replica_engine(self.config)
+        launch = engine.launch(index=0, port=port)
+        assert launch is not None
         self.url = f"http://127.0.0.1:{port}"
         self.log_path = Path(tempfile.mkdtemp(prefix="coderig-ray-")) / "engine.log"
         with open(self.log_path, "ab") as log_file:
@@ -111,9 +117,9 @@ class CoderigReplica:
                 preexec_fn=_die_with_parent,  # the engine dies with this actor, even on SIGKILL
             )
         self.client = httpx.AsyncClient(limits=httpx.Limits(max_connections=256))
-        self.health_path = launch.health_path
+        self.health_path = engine.health_path
         self.unreachable: str | None = None  # set when a request found the engine unreachable
-        await self._wait_healthy(launch.health_path)
+        await self._wait_healthy(engine.health_path)
         try:
             self.replica_id = serve.get_replica_context().replica_id.unique_id
         except Exception:  # outside Serve (unit use)
@@ -195,10 +201,13 @@ class CoderigReplica:
 class RayEngine:
     """The engine as the gateway sees it: Ray queues and routes, the gateway never waits."""
 
+    dialect: Dialect
     name: str = "ray"
     slots: int = 100_000
-    supports_min_tokens: bool = True
-    dialect: Any = None
+    health_path: str = "/health"  # never probed: Ray health-checks its replicas itself
+    slot_routing: bool = False
+    per_request_lora: bool = False
+    runtime_lora: bool = False
 
     def launch(self, *, index: int, port: int) -> Launch | None:
         return None
@@ -359,10 +368,11 @@ def _gateway_model(config: RayAppConfig):
             native_ignore_eos=True,
         )
     else:
+        from coderig.engines.llamacpp import LlamaServerDialect
         from coderig.serve.tokenizer import GGUFTokenizer
 
         tokenizer = GGUFTokenizer(resolved.path)
-        dialect = None
+        dialect = LlamaServerDialect()
     fim = choose_template(
         model_name=resolved.name,
         is_special_token=tokenizer.is_special_token,

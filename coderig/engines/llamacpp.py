@@ -1,65 +1,100 @@
-"""llama.cpp replicas, through llama-cpp-python's own OpenAI-compatible server.
+"""llama.cpp replicas: llama.cpp's own ``llama-server``, one process per replica.
 
-One replica = one ``python -m llama_cpp.server`` process with one llama.cpp context: it runs
-one request at a time (``slots = 1``) and keeps the previous prompt's KV cache, so a request
-that extends the last prompt only prefills the new tokens.
+A replica runs ``slots`` requests at once (continuous batching: one forward pass decodes a token
+for every running request), keeps each slot's prompt in its KV cache, reuses cached chunks after
+the window moved (``--cache-reuse``), and keeps prompts that left their slot in RAM
+(``--cache-ram``), so a developer's next request prefills only what changed — even when the
+previous one was cancelled mid-prefill. The gateway picks the slot (``id_slot``): it knows
+which developer's prompt each slot holds.
+
+LoRA adapters are loaded into every replica, unapplied (``--lora-init-without-apply``), and
+chosen per request (``"lora": [{"id": i, "scale": 1}]``): one model copy serves them all.
 """
 
 from __future__ import annotations
 
-import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from coderig.engines.base import Launch
 
-# llama.cpp builds for the CPU it is compiled on; a wheel built elsewhere can die with SIGILL.
+# llama.cpp builds for the CPU it is compiled on; a binary built elsewhere can die with SIGILL.
 REBUILD_HINT = (
-    'reinstall llama-cpp-python for this CPU: CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX2=OFF '
-    '-DGGML_BMI2=OFF" pip install --force-reinstall --no-deps llama-cpp-python'
+    "rebuild llama-server for this CPU with `coderig engine build --force` (portable flags), "
+    "or pass --llama-server PATH"
 )
 
 
 @dataclass
-class LlamaCppEngine:
+class LlamaServerDialect:
+    """What the gateway's upstream payload needs for llama-server."""
+
+    adapters: list[str] = field(default_factory=list)  # served names, in --lora order
+
+    def adapt(self, payload: dict, model: str | None) -> dict:
+        payload = dict(payload)
+        payload["stream_options"] = {"include_usage": True}  # usage, with cached prompt tokens
+        # llama-server has ignore_eos but no min_tokens: "exactly max_tokens" is the one use.
+        min_tokens = payload.pop("min_tokens", None)
+        if min_tokens is not None and min_tokens >= payload.get("max_tokens", 0):
+            payload["ignore_eos"] = True
+        if self.adapters:  # every scale, always: a request naming none would get the defaults
+            payload["lora"] = [
+                {"id": i, "scale": 1.0 if name == model else 0.0}
+                for i, name in enumerate(self.adapters)
+            ]
+        return payload
+
+
+@dataclass
+class LlamaServerEngine:
+    binary: Path
     model_path: Path
     threads: int
+    # Tokens each slot holds: the gateway's --max-model-len.
     n_ctx: int = 4096
+    slots: int = 4
     n_batch: int = 512
-    # Bytes of llama.cpp KV states kept in RAM per replica (llama-cpp-python's LlamaRAMCache),
-    # keyed by token prefix: with it a replica holds several developers' prompts, not only its
-    # last one. 0 = only the last prompt. Each completion then also saves its state (~23 KB per
-    # token for SmolLM2-135M; tens of ms), repaid many times over when prompts share prefixes
-    # (benchmarks/prefix_routing.py).
-    prompt_cache_bytes: int = 0
+    # MiB of RAM for prompts that left their slot (llama-server's --cache-ram); 0 = none.
+    prompt_cache_mib: int = 256
+    # Smallest cached chunk llama-server reuses by shifting it in the KV cache; 0 = off.
+    cache_reuse: int = 256
+    adapters: dict[str, Path] = field(default_factory=dict)
+    extra_args: list[str] = field(default_factory=list)
     name: str = "llamacpp"
-    slots: int = 1
-    supports_min_tokens: bool = True
+    health_path: str = "/health"  # 503 while loading, 200 once it can serve, busy or not
+    slot_routing: bool = True
+    per_request_lora: bool = True
+    runtime_lora: bool = False
+    dialect: LlamaServerDialect = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.dialect = LlamaServerDialect(adapters=list(self.adapters))
 
     def launch(self, *, index: int, port: int) -> Launch:
         argv = [
-            sys.executable,
-            "-m",
-            "coderig.engines.llamacpp_server",
+            str(self.binary),
             "--model", str(self.model_path),
             "--host", "127.0.0.1",
             "--port", str(port),
-            "--n_threads", str(self.threads),
-            "--n_threads_batch", str(self.threads),
-            "--n_ctx", str(self.n_ctx),
-            "--n_batch", str(self.n_batch),
-            # The default aborts a running generation whenever another request arrives.
-            "--interrupt_requests", "false",
-            "--disable_ping_events", "true",
-            "--verbose", "false",
+            "--threads", str(self.threads),
+            "--threads-batch", str(self.threads),
+            "--parallel", str(self.slots),
+            # one pool of slots x n_ctx tokens, each slot capped at n_ctx
+            "--ctx-size", str(self.n_ctx * self.slots),
+            "--kv-unified",
+            "--kv-unified-per-slot", str(self.n_ctx),
+            "--batch-size", str(self.n_batch),
+            "--cache-ram", str(self.prompt_cache_mib),
+            "--cache-reuse", str(self.cache_reuse),
+            "--metrics",
+            "--slots",
+            "--no-webui",
+            "--log-verbosity", "2",
         ]  # fmt: skip
-        if self.prompt_cache_bytes > 0:
-            argv += ["--cache", "true", "--cache_type", "ram"]
-            argv += ["--cache_size", str(self.prompt_cache_bytes)]
-        # Not /v1/models: llama_cpp.server takes the model lock there, so it would not answer
-        # while a long generation runs and the pool would kill a healthy, busy replica.
-        return Launch(
-            argv=argv,
-            env={"OMP_NUM_THREADS": str(self.threads)},
-            health_path="/coderig/stats",
-        )
+        for adapter in self.adapters.values():
+            argv += ["--lora", str(adapter)]
+        if self.adapters:
+            argv.append("--lora-init-without-apply")
+        argv += self.extra_args
+        return Launch(argv=argv)

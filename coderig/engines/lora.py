@@ -5,22 +5,15 @@ A request whose ``"model"`` is an adapter's name is generated with that adapter.
 * vLLM batches requests for different adapters together (multi-LoRA): every replica gets every
   adapter (``--enable-lora --lora-modules name=path``), and the gateway sends the adapter's name
   in ``model``. See :mod:`coderig.engines.vllm`.
-* A llama.cpp replica applies one adapter (or none) to its whole context, fixed at load. So each
-  adapter gets replicas of its own (``--lora-replicas``, 1 by default), started like the base
-  ones plus ``--lora_path``; base replicas come first. The pool knows which names each replica
-  answers (``Replica.models``), and routing picks among ``pool.replicas_for(model)``. This costs
-  a model copy per adapter replica — fine for small completion models on CPU, and the reason the
-  GPU path uses vLLM.
+* llama.cpp's llama-server loads every adapter at start, unapplied, and applies one per request
+  (``"lora": [{"id": i, "scale": 1}]``): any replica serves any adapter, from one model copy.
+  See :mod:`coderig.engines.llamacpp`.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
-
-from coderig.engines.base import Launch
-from coderig.engines.llamacpp import LlamaCppEngine
 
 _NAME = re.compile(r"^[A-Za-z0-9][\w.:/-]{0,127}$")
 
@@ -53,40 +46,3 @@ def check_gguf_adapter(name: str, path: str) -> Path:
                 "with llama.cpp's convert_lora_to_gguf.py (PEFT directories are for --engine vllm)"
             )
     return file.resolve()
-
-
-@dataclass
-class LlamaCppLoraEngine:
-    """llama.cpp replicas where some load an adapter: ``layout[i]`` is replica i's adapter."""
-
-    base: LlamaCppEngine
-    adapters: dict[str, Path]
-    layout: list[str | None] = field(default_factory=list)
-    name: str = "llamacpp"
-    slots: int = 1
-    supports_min_tokens: bool = True
-
-    @classmethod
-    def build(
-        cls, base: LlamaCppEngine, adapters: dict[str, Path], base_replicas: int, per_adapter: int
-    ) -> LlamaCppLoraEngine:
-        layout: list[str | None] = [None] * base_replicas
-        for adapter in adapters:
-            layout += [adapter] * per_adapter
-        return cls(base=base, adapters=adapters, layout=layout, slots=base.slots)
-
-    @property
-    def replicas(self) -> int:
-        return len(self.layout)
-
-    def models_for(self, index: int, base_name: str) -> frozenset[str]:
-        adapter = self.layout[index]
-        return frozenset({adapter if adapter is not None else base_name})
-
-    def launch(self, *, index: int, port: int) -> Launch:
-        launch = self.base.launch(index=index, port=port)
-        adapter = self.layout[index]
-        if adapter is None:
-            return launch
-        argv = [*launch.argv, "--lora_path", str(self.adapters[adapter])]
-        return Launch(argv=argv, env=launch.env, health_path=launch.health_path)

@@ -27,7 +27,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from coderig.engines.base import Launch
+from coderig.engines.base import Dialect, Launch
 
 # vLLM accepts these LoRA ranks for --max-lora-rank.
 LORA_RANKS = (8, 16, 32, 64, 128, 256, 320, 512)
@@ -150,13 +150,16 @@ class VllmEngine:
     model: str  # local checkpoint directory or Hugging Face repo id
     served_model_name: str
     options: VllmOptions = field(default_factory=VllmOptions)
-    loras: dict[str, str] = field(default_factory=dict)  # served adapter name -> path
+    adapters: dict[str, str] = field(default_factory=dict)  # served adapter name -> path
     gpu_ids: list[str] = field(default_factory=list)  # what the replicas may use, in order
     command: list[str] = field(default_factory=lambda: ["vllm", "serve"])
     # Start with LoRA on, so adapters can also be added at run time (/v1/load_lora_adapter).
-    supports_runtime_lora: bool = False
+    runtime_lora: bool = False
     name: str = "vllm"
-    supports_min_tokens: bool = True
+    health_path: str = "/health"
+    slot_routing: bool = False
+    per_request_lora: bool = True  # multi-LoRA: adapters batched together, chosen per request
+    dialect: Dialect | None = None  # set by the gateway: it needs the tokenizer
 
     @property
     def slots(self) -> int:
@@ -190,20 +193,20 @@ class VllmEngine:
             argv += ["--speculative-config", json.dumps(config, separators=(",", ":"))]
         if o.fp8:
             argv += ["--quantization", "fp8"]
-        if self.loras or self.supports_runtime_lora:
+        if self.adapters or self.runtime_lora:
             argv += [
                 "--enable-lora",
-                "--max-loras", str(max(1, len(self.loras))),
-                "--max-lora-rank", str(max_lora_rank(self.loras)),
+                "--max-loras", str(max(1, len(self.adapters))),
+                "--max-lora-rank", str(max_lora_rank(self.adapters)),
             ]  # fmt: skip
-        if self.loras:
-            argv += ["--lora-modules", *(f"{name}={path}" for name, path in self.loras.items())]
+        if self.adapters:
+            argv += ["--lora-modules", *(f"{name}={path}" for name, path in self.adapters.items())]
         return argv + list(o.extra_args)
 
     def launch(self, *, index: int, port: int) -> Launch:
-        lora = self.loras or self.supports_runtime_lora
+        lora = self.adapters or self.runtime_lora
         env = {"VLLM_ALLOW_RUNTIME_LORA_UPDATING": "True"} if lora else {}
         devices = self.devices_for(index)
         if devices:
             env["CUDA_VISIBLE_DEVICES"] = ",".join(devices)
-        return Launch(argv=self.argv(port), env=env, health_path="/health")
+        return Launch(argv=self.argv(port), env=env)

@@ -23,6 +23,7 @@ from coderig.serve.editors.infill import InfillAPI
 from coderig.serve.editors.ollama import OllamaAPI
 from coderig.serve.editors.openai import openai_editor_rules
 from coderig.serve.editors.tabby import TabbyAPI
+from coderig.serve.engine_metrics import EngineMetrics
 from coderig.serve.errors import OpenAIError, install_error_handlers
 from coderig.serve.fim import FIM_HEADER, FimTemplate
 from coderig.serve.generate import Admission, Delta, Finished, GenerationRequest, Generator
@@ -98,6 +99,8 @@ class Gateway:
             router=Router(self.pool, self.settings.routing),
             admission=Admission(self.settings.max_queue, self.settings.max_queue_wait),
         )
+        self.engine_metrics = EngineMetrics(self.pool)
+        self.metrics.registry.register(self.engine_metrics)
         self.created = int(time.time())
         self._watch_replicas()
 
@@ -127,6 +130,7 @@ class Gateway:
             await self.idle.stop()
         await self.pool.stop()
         await self.generator.aclose()
+        await self.engine_metrics.aclose()
 
     def check_model(self, requested: str | None) -> None:
         if requested is not None and requested not in (self.model_name, *self.adapters):
@@ -226,7 +230,9 @@ def create_app(gateway: Gateway, *, manage_lifecycle: bool = True) -> FastAPI:
 
     @app.get("/metrics", tags=["ops"], response_class=Response, dependencies=metrics_guard)
     async def metrics() -> Response:
-        """Prometheus text exposition."""
+        """Prometheus text exposition: the gateway's metrics, and each replica's engine metrics
+        (``llamacpp:*``, ``vllm:*``) with a ``replica`` label."""
+        await gateway.engine_metrics.refresh()
         return Response(generate_latest(gateway.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     tabby = TabbyAPI(gateway)
@@ -335,7 +341,7 @@ def create_app(gateway: Gateway, *, manage_lifecycle: bool = True) -> FastAPI:
     app.include_router(OllamaAPI(gateway).router)
     # fleet: /v1/load_lora_adapter, /v1/unload_lora_adapter. Documented only where the engine
     # can load adapters at run time (vLLM); elsewhere they answer 501 with the reason.
-    runtime_lora = getattr(gateway.pool.engine, "supports_runtime_lora", False)
+    runtime_lora = gateway.pool.engine.runtime_lora
     app.include_router(lora_admin.router, responses=ERROR_RESPONSES, include_in_schema=runtime_lora)
     return app
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import logging
+import math
 import os
 import socket
 import sys
@@ -97,12 +98,51 @@ log = logging.getLogger("coderig.serve")
     help="Where replica logs go. Default: a new temporary directory.",
 )
 @click.option(
+    "--llama-server",
+    "llama_server",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    default=None,
+    envvar="CODERIG_LLAMA_SERVER",
+    help="The llama-server binary to run. Default: coderig's own build (made once, cached), "
+    "else a llama-server on PATH; see `coderig engine info`.",
+)
+@click.option(
+    "--slots",
+    type=click.IntRange(1, 256),
+    default=4,
+    show_default=True,
+    help="Requests each llama.cpp replica runs at once (continuous batching); more wait in "
+    "the gateway's queue.",
+)
+@click.option(
     "--prompt-cache",
     default="256MiB",
     show_default=True,
-    help="RAM per llama.cpp replica for saved prompt KV states, so a replica reuses several "
-    "developers' prompts, not only its last one (benchmarks/prefix_routing.py: p50 0.86s vs "
-    "33s for a typing team). 0: last prompt only.",
+    help="RAM per llama.cpp replica for prompts that left their slot (llama-server's "
+    "--cache-ram), so a replica reuses many developers' prompts, not only its slots' last "
+    "ones. 0: slots only.",
+)
+@click.option(
+    "--cache-reuse",
+    type=click.IntRange(0),
+    default=256,
+    show_default=True,
+    help="Reuse cached chunks of at least this many tokens after the prompt window moved "
+    "(llama-server's --cache-reuse; 0 = off).",
+)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(1),
+    default=512,
+    show_default=True,
+    help="Tokens per llama.cpp forward pass: the prefill chunk that running decodes wait for.",
+)
+@click.option(
+    "--llama-server-arg",
+    "llama_server_args",
+    multiple=True,
+    help="One more argument for llama-server, verbatim (repeatable), e.g. "
+    "--llama-server-arg=--spec-type --llama-server-arg=ngram-simple.",
 )
 @click.option(
     "--max-header-size",
@@ -216,7 +256,12 @@ def serve(**options) -> None:
             log_dir=options["log_dir"],
             api_keys_file=options["api_keys_file"],
             routing=options["routing"],
+            llama_server=options["llama_server"],
+            slots=options["slots"],
             prompt_cache_bytes=parse_size(options["prompt_cache"]),
+            cache_reuse=options["cache_reuse"],
+            batch_size=options["batch_size"],
+            llama_server_args=list(options["llama_server_args"]),
             max_head_bytes=parse_size(options["max_header_size"]),
             head_timeout=parse_duration(options["header_timeout"]),
             body_read_timeout=parse_duration(options["body_timeout"]),
@@ -241,7 +286,8 @@ def _milliseconds(value: str | None) -> int | None:
 
 def build_gateway(settings: ServeSettings, console: Console | None = None):
     """Resolve the model, load its tokenizer, choose FIM, and assemble the gateway (not started)."""
-    from coderig.engines.llamacpp import LlamaCppEngine
+    from coderig.engines.cli import llama_server_with_progress
+    from coderig.engines.llamacpp import LlamaServerEngine
     from coderig.serve.app import Gateway
     from coderig.serve.pool import ReplicaPool
     from coderig.serve.tokenizer import GGUFTokenizer
@@ -278,17 +324,23 @@ def build_gateway(settings: ServeSettings, console: Console | None = None):
         )
     except FimConfigError as exc:
         raise click.ClickException(str(exc)) from exc
-    engine = LlamaCppEngine(
+    binary = llama_server_with_progress(settings.llama_server, console or Console(stderr=True))
+    engine = LlamaServerEngine(
+        binary.path,
         resolved.path,
         threads=settings.threads(),
         n_ctx=settings.max_model_len,
-        prompt_cache_bytes=settings.prompt_cache_bytes,
+        slots=settings.slots,
+        n_batch=settings.batch_size,
+        prompt_cache_mib=math.ceil(settings.prompt_cache_bytes / 2**20),
+        cache_reuse=settings.cache_reuse,
+        adapters=fleet.llamacpp_adapters(settings),
+        extra_args=list(settings.llama_server_args),
     )
-    engine = fleet.wrap_llamacpp_engine(engine, settings)  # fleet: LoRA adapter replicas
     log_dir = settings.log_dir or Path(tempfile.mkdtemp(prefix="coderig-"))
     pool = ReplicaPool(
         engine,
-        fleet.replica_count(engine, settings),
+        settings.replicas,
         log_dir=log_dir,
         startup_timeout=settings.startup_timeout,
         health_interval=settings.health_interval,
@@ -308,9 +360,10 @@ def build_gateway(settings: ServeSettings, console: Console | None = None):
             )
         )
         console.print(
-            f"  {settings.replicas} llama.cpp replica(s) x {settings.threads()} thread(s), "
-            f"context {settings.max_model_len}, logs in {log_dir}"
+            f"  {settings.replicas} llama-server replica(s) x {settings.threads()} thread(s) x "
+            f"{settings.slots} slots, context {settings.max_model_len} per slot, logs in {log_dir}"
         )
+        console.print(f"  llama-server: {binary.path} ({binary.source})")
     try:
         gateway = Gateway(settings, resolved.name, tokenizer, fim, pool)
     except ValueError as exc:  # API keys file problems

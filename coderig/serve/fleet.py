@@ -12,7 +12,7 @@ import click
 from rich.console import Console
 
 from coderig.engines.dialect import OpenAIDialect
-from coderig.engines.lora import LlamaCppLoraEngine, check_gguf_adapter
+from coderig.engines.lora import check_gguf_adapter
 from coderig.models import ModelNotFound, resolve_model
 from coderig.schedule import Schedule
 from coderig.serve.fim import FimConfigError, choose_template
@@ -21,33 +21,22 @@ from coderig.serve.settings import ServeSettings
 # --- llama.cpp with LoRA adapters (hooks in build_gateway) ----------------------------------
 
 
-def wrap_llamacpp_engine(engine, settings: ServeSettings):
-    """The llama.cpp engine, with adapter replicas appended when ``--lora`` is given."""
-    if not settings.loras:
-        return engine
+def llamacpp_adapters(settings: ServeSettings) -> dict[str, Path]:
+    """``--lora`` adapters as checked GGUF files, by served name (every replica loads all)."""
     try:
-        adapters = {name: check_gguf_adapter(name, path) for name, path in settings.loras.items()}
+        return {name: check_gguf_adapter(name, path) for name, path in settings.loras.items()}
     except ValueError as exc:
         raise click.ClickException(str(exc)) from exc
-    return LlamaCppLoraEngine.build(engine, adapters, settings.replicas, settings.lora_replicas)
-
-
-def replica_count(engine, settings: ServeSettings) -> int:
-    return engine.replicas if isinstance(engine, LlamaCppLoraEngine) else settings.replicas
 
 
 def attach_fleet(gateway, settings: ServeSettings, console: Console | None = None):
     """Adapters (names, per-replica routing) and the scale-to-zero controller, on any gateway."""
     engine = gateway.pool.engine
-    if isinstance(engine, LlamaCppLoraEngine):
-        for replica in gateway.pool.replicas:
-            replica.models = engine.models_for(replica.index, gateway.model_name)
+    if engine.name == "llamacpp" and engine.adapters:
         gateway.adapters = {name: str(path) for name, path in engine.adapters.items()}
         if console is not None:
             for name in engine.adapters:
-                console.print(
-                    f"  LoRA adapter [cyan]{name}[/]: {settings.lora_replicas} replica(s)"
-                )
+                console.print(f"  LoRA adapter [cyan]{name}[/]: on every replica, per request")
     if settings.idle_shutdown or settings.schedule:
         from coderig.serve.idle import IdleController
 
@@ -216,10 +205,10 @@ def _vllm_engine(settings: ServeSettings, console: Console | None):
         model=str(resolved.path),
         served_model_name=resolved.name,
         options=options,
-        loras=dict(settings.loras),
+        adapters=dict(settings.loras),
         gpu_ids=[g.index for g in gpus],
         command=vllm_command() or ["vllm", "serve"],
-        supports_runtime_lora=bool(settings.loras),
+        runtime_lora=bool(settings.loras),
     )
     if console is not None:
         console.print(f"  GPUs: {', '.join(f'{g.index}: {g.name}' for g in gpus)}")

@@ -54,13 +54,6 @@ def fleet_options(command):
             "vLLM: a PEFT directory or HF id.",
         ),
         click.option(
-            "--lora-replicas",
-            type=click.IntRange(1, 64),
-            default=1,
-            show_default=True,
-            help="llama.cpp replicas per adapter (each holds its own model copy).",
-        ),
-        click.option(
             "--gpu-memory-utilization",
             type=click.FloatRange(0, 1, min_open=True),
             default=0.90,
@@ -139,7 +132,6 @@ def fleet_settings(options: dict) -> dict:
         "tokenizer": options["tokenizer"],
         "upstream_concurrency": options["upstream_concurrency"],
         "loras": parse_lora_specs(options["loras"]),
-        "lora_replicas": options["lora_replicas"],
         "gpu_memory_utilization": options["gpu_memory_utilization"],
         "tensor_parallel_size": options["tensor_parallel_size"],
         "max_num_seqs": options["max_num_seqs"],

@@ -113,7 +113,7 @@ class Generator:
     async def aclose(self) -> None:
         await self.client.aclose()
 
-    def choose_replica(self, request: GenerationRequest) -> Replica:
+    def choose_replica(self, request: GenerationRequest) -> RouteDecision:
         """Route, then admit or shed: never queue a request that would wait too long."""
         try:
             decision = self.router.choose(request.prompt, request.session, model=request.model)
@@ -126,15 +126,15 @@ class Generator:
                 headers={"Retry-After": "1"},
             ) from exc
         if not self.admission.admits(decision.replica):
-            serving = [r for r in self.pool.replicas_for(request.model) if r in self.pool.ready()]
-            fallback = [r for r in serving if self.admission.admits(r)]
+            ready = self.pool.ready()
+            fallback = [r for r in ready if self.admission.admits(r)]
             if not fallback:
-                raise self._shed(serving)
+                raise self._shed(ready)
             best = min(fallback, key=lambda r: (r.estimated_wait(), r.in_flight, r.index))
             decision = RouteDecision(best, "least-busy")
         self.metrics.routed.labels(decision.reason).inc()
         self.router.record(decision, request.prompt, request.session)
-        return decision.replica
+        return decision
 
     def _shed(self, ready: list[Replica]) -> OpenAIError:
         full = all(r.queued >= self.admission.max_queue for r in ready)
@@ -155,7 +155,7 @@ class Generator:
             headers={"Retry-After": str(retry)},
         )
 
-    def upstream_payload(self, request: GenerationRequest) -> dict:
+    def upstream_payload(self, request: GenerationRequest, slot: int | None = None) -> dict:
         payload = {
             **request.sampling,
             "prompt": request.prompt,
@@ -164,9 +164,11 @@ class Generator:
         }
         if request.stop:
             payload["stop"] = request.stop
-        # fleet: engine-specific fields (model/adapter name, stop_token_ids, usage...).
-        dialect = getattr(self.pool.engine, "dialect", None)
-        return dialect.adapt(payload, request.model) if dialect is not None else payload
+        engine = self.pool.engine
+        if slot is not None and engine.slot_routing:
+            payload["id_slot"] = slot  # run where the router found this prompt's cache
+        # engine-specific fields (model/adapter name, stop_token_ids, usage...)
+        return engine.dialect.adapt(payload, request.model)
 
     def stream_from(self, replica: Replica, payload: dict) -> AsyncIterator[dict]:
         """The replica's stream of chunks; Ray Serve (coderig.deploy.ray_app) goes via a handle."""
@@ -178,8 +180,8 @@ class Generator:
         """Stream the generation; raises OpenAIError before the first Delta if it cannot start."""
         if self.before_route is not None:
             await self.before_route(request)
-        replica = self.choose_replica(request)
-        payload = self.upstream_payload(request)
+        decision = self.choose_replica(request)
+        replica = decision.replica
         first_token_at: float | None = None
         pieces = 0
         text_parts: list[str] = []
@@ -187,31 +189,33 @@ class Generator:
         upstream_usage: dict | None = None
         slot_started = time.monotonic()
         try:
-            # aclosing: when this generator is closed at a yield (a client or a stop rule ends
-            # the generation), the replica stream closes now, not whenever GC finalizes it.
-            chunks = self.stream_from(replica, payload)
-            async with self.pool.lease(replica), contextlib.aclosing(chunks):
+            async with self.pool.lease(replica, prefer=decision.slot) as slot:
+                self.router.record(decision, request.prompt, request.session, slot)
+                chunks = self.stream_from(replica, self.upstream_payload(request, slot))
                 slot_started = time.monotonic()
                 self.metrics.queue_wait.observe(slot_started - request.received)
-                async for chunk in chunks:
-                    if chunk.get("usage"):
-                        upstream_usage = chunk["usage"]
-                    choices = chunk.get("choices") or []
-                    if not choices:
-                        continue
-                    choice = choices[0]
-                    text = choice.get("text") or ""
-                    if text:
-                        if first_token_at is None:
-                            first_token_at = time.monotonic()
-                            self.metrics.time_to_first_token.labels(request.route).observe(
-                                first_token_at - request.received
-                            )
-                        pieces += 1
-                        text_parts.append(text)
-                        yield Delta(text)
-                    if choice.get("finish_reason"):
-                        finish_reason = choice["finish_reason"]
+                # aclosing: when this generator is closed at a yield (a client or a stop rule
+                # ends the generation), the replica stream closes now, not at GC.
+                async with contextlib.aclosing(chunks):
+                    async for chunk in chunks:
+                        if chunk.get("usage"):
+                            upstream_usage = chunk["usage"]
+                        choices = chunk.get("choices") or []
+                        if not choices:
+                            continue
+                        choice = choices[0]
+                        text = choice.get("text") or ""
+                        if text:
+                            if first_token_at is None:
+                                first_token_at = time.monotonic()
+                                self.metrics.time_to_first_token.labels(request.route).observe(
+                                    first_token_at - request.received
+                                )
+                            pieces += 1
+                            text_parts.append(text)
+                            yield Delta(text)
+                        if choice.get("finish_reason"):
+                            finish_reason = choice["finish_reason"]
         except ReplicaLost as exc:
             raise OpenAIError(
                 503,

@@ -38,7 +38,7 @@ class UnloadLoraAdapter(BaseModel):
 
 def _runtime_engine(gateway):
     engine = gateway.pool.engine
-    if not getattr(engine, "supports_runtime_lora", False):
+    if not engine.runtime_lora:
         raise OpenAIError(
             501,
             f"the {engine.name} engine loads LoRA adapters when a replica starts: restart with "
@@ -74,9 +74,7 @@ async def load_lora_adapter(body: LoadLoraAdapter, request: Request) -> dict:
         raise OpenAIError(400, "an adapter cannot take the base model's name", param="lora_name")
     await _forward(gateway, "/v1/load_lora_adapter", body.model_dump())
     gateway.adapters[body.lora_name] = body.lora_path
-    loras = getattr(engine, "loras", None)
-    if isinstance(loras, dict):
-        loras[body.lora_name] = body.lora_path  # replicas started later load it too
+    engine.adapters[body.lora_name] = body.lora_path  # replicas started later load it too
     return {"status": "loaded", "lora_name": body.lora_name}
 
 
@@ -88,7 +86,5 @@ async def unload_lora_adapter(body: UnloadLoraAdapter, request: Request) -> dict
         raise OpenAIError(404, f"no adapter named `{body.lora_name}`", code="model_not_found")
     await _forward(gateway, "/v1/unload_lora_adapter", body.model_dump())
     gateway.adapters.pop(body.lora_name, None)
-    loras = getattr(engine, "loras", None)
-    if isinstance(loras, dict):
-        loras.pop(body.lora_name, None)
+    engine.adapters.pop(body.lora_name, None)
     return {"status": "unloaded", "lora_name": body.lora_name}

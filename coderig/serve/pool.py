@@ -8,7 +8,10 @@ Each replica is a child process serving the OpenAI API on a private localhost po
 * fails every request waiting on a replica that died with a prompt 503, never a hang: requests
   already streaming see their connection close; requests still queued are woken by ``lost``;
 * lends replicas to requests: at most ``engine.slots`` run on one replica at a time, the rest wait
-  in that replica's queue in the gateway, where they can be counted, shed or cancelled.
+  in that replica's queue in the gateway, where they can be counted, shed or cancelled. Each
+  lease is one numbered slot: the request's preferred slot (the one whose KV cache holds its
+  prefix) when it is free, else the free slot used longest ago; engines with slot routing
+  (llama-server's ``id_slot``) then run it exactly there.
 
 Children get ``PR_SET_PDEATHSIG`` so they die with the gateway, even on SIGKILL, and a session of
 their own so a Ctrl-C reaches only the gateway, which then stops them in order.
@@ -96,7 +99,10 @@ class Replica:
         self.pid: int | None = None
         self.process: asyncio.subprocess.Process | None = None
         self.state = ReplicaState.STARTING
-        self.slots = asyncio.Semaphore(engine.slots)
+        self.capacity = asyncio.Semaphore(engine.slots)
+        # Per slot: free or not, and when it was last leased (monotonic seconds).
+        self.slot_free = [True] * engine.slots
+        self.slot_used_at = [0.0] * engine.slots
         self.queued = 0
         self.active = 0
         self.restarts = 0
@@ -107,9 +113,6 @@ class Replica:
         self.service_times: deque[float] = deque(maxlen=64)
         # When each running request got its slot (monotonic seconds).
         self.running_since: list[float] = []
-        # Served model names this replica can answer (LoRA adapters on llama.cpp live on their
-        # own replicas); None = every name the gateway serves (vLLM multi-LoRA, external).
-        self.models: frozenset[str] | None = None
 
     @property
     def in_flight(self) -> int:
@@ -155,7 +158,6 @@ class Replica:
             "queued": self.queued,
             "restarts": self.restarts,
             "last_exit": self.last_exit,
-            "models": sorted(self.models) if self.models is not None else None,
         }
 
     def log_tail(self, lines: int = 15) -> str:
@@ -257,8 +259,16 @@ class ReplicaPool:
     # --- supervision -----------------------------------------------------------------
 
     async def _supervise(self, replica: Replica) -> None:
-        backoff = 1.0
         first = self._first_ready[replica.index]
+        try:
+            await self._supervise_forever(replica, first)
+        except Exception as exc:  # a bug must fail the start, not leave it waiting forever
+            log.exception("%s: supervisor failed", replica.name)
+            if not first.done():
+                first.set_exception(ReplicaStartError(f"{replica.name}: cannot start: {exc!r}"))
+
+    async def _supervise_forever(self, replica: Replica, first: asyncio.Future) -> None:
+        backoff = 1.0
         while not self._stopping:
             if replica.external_url:
                 await self._watch_external(replica, first)
@@ -323,7 +333,6 @@ class ReplicaPool:
                 start_new_session=True,
             )
         replica.pid = replica.process.pid
-        replica.health_path = launch.health_path  # type: ignore[attr-defined]
 
     async def _wait_healthy(self, replica: Replica) -> bool:
         """Poll the health route until it answers 200, or the process exits."""
@@ -341,9 +350,8 @@ class ReplicaPool:
         return False
 
     async def _probe(self, replica: Replica) -> bool:
-        path = getattr(replica, "health_path", "/v1/models")
         try:
-            response = await self._health_client.get(replica.url + path)
+            response = await self._health_client.get(replica.url + replica.engine.health_path)
         except httpx.HTTPError:
             return False
         return response.status_code == 200
@@ -401,43 +409,33 @@ class ReplicaPool:
     def ready(self) -> list[Replica]:
         return [r for r in self.replicas if r.state == ReplicaState.READY]
 
-    def least_busy(self) -> Replica:
-        candidates = self.ready()
-        if not candidates:
-            raise NoReplicaAvailable("no replica is ready")
-        return min(candidates, key=lambda r: (r.in_flight, r.active, r.index))
-
     @contextlib.asynccontextmanager
-    async def lease(self, replica: Replica) -> AsyncIterator[Replica]:
-        """Hold one of ``replica``'s slots; raises :class:`ReplicaLost` if it dies meanwhile."""
+    async def lease(self, replica: Replica, prefer: int | None = None) -> AsyncIterator[int]:
+        """Hold one of ``replica``'s slots and yield its number: ``prefer`` when it is free,
+        else the free one used longest ago. Raises :class:`ReplicaLost` if it dies meanwhile."""
         lost = replica.lost
         replica.queued += 1
         try:
-            await _acquire_unless(replica.slots, lost)
+            await _acquire_unless(replica.capacity, lost)
         finally:
             replica.queued -= 1
+        # The semaphore counts free slots, so one is free now.
+        free = [i for i, is_free in enumerate(replica.slot_free) if is_free]
+        slot = prefer if prefer in free else min(free, key=lambda i: replica.slot_used_at[i])
+        replica.slot_free[slot] = False
         replica.active += 1
         started = time.monotonic()
+        replica.slot_used_at[slot] = started
         replica.running_since.append(started)
         try:
-            yield replica
+            yield slot
         finally:
             replica.active -= 1
             replica.running_since.remove(started)
-            replica.slots.release()
+            replica.slot_free[slot] = True
+            replica.capacity.release()
 
-    # --- fleet: per-model routing, scale to zero (coderig.serve.idle) ---------------------
-
-    def replicas_for(self, model: str | None) -> list[Replica]:
-        """Replicas that can serve ``model`` (None = the base model), whatever their state."""
-        return [r for r in self.replicas if model is None or r.models is None or model in r.models]
-
-    def least_busy_for(self, model: str | None) -> Replica:
-        """:meth:`least_busy` among the replicas that serve ``model``."""
-        candidates = [r for r in self.replicas_for(model) if r.state == ReplicaState.READY]
-        if not candidates:
-            raise NoReplicaAvailable(f"no replica serving {model or 'the base model'} is ready")
-        return min(candidates, key=lambda r: (r.in_flight, r.active, r.index))
+    # --- fleet: scale to zero (coderig.serve.idle) ------------------------------------------
 
     @property
     def scaled_to_zero(self) -> bool:

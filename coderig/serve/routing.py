@@ -12,6 +12,10 @@ stack). A new request goes to the replica holding its longest cached prefix, if 
 long enough to matter and that replica's load is within a bounded imbalance of the least busy
 one; a ``user`` field or ``X-Coderig-Session`` header gives stickiness even before the prompt
 says anything. Otherwise: least busy.
+
+Within a replica, llama-server keeps one prompt per slot: the router remembers the slot too, and
+the pool leases that slot when it is free (``id_slot``), so a developer's next request lands
+where their last one — even a cancelled one — left its KV cache.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import hashlib
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from coderig.serve.pool import NoReplicaAvailable, Replica, ReplicaPool, ReplicaState
+from coderig.serve.pool import NoReplicaAvailable, Replica, ReplicaPool
 
 BLOCK_CHARS = 64
 
@@ -30,6 +34,7 @@ class RouteDecision:
     replica: Replica
     reason: str  # "prefix", "session", "least-busy"
     matched_chars: int = 0
+    slot: int | None = None  # the replica's slot that holds the prefix, when known
 
 
 def prefix_hashes(prompt: str, block: int = BLOCK_CHARS) -> list[bytes]:
@@ -78,37 +83,38 @@ class Router:
         self.policy = policy
         self.min_match_chars = min_match_chars
         self.max_imbalance = max_imbalance
-        self._prefixes = _LRU(capacity)  # prefix hash -> replica index
-        self._sessions = _LRU(capacity // 10)  # session key -> replica index
+        self._prefixes = _LRU(capacity)  # prefix hash -> (replica index, slot or None)
+        self._sessions = _LRU(capacity // 10)  # session key -> (replica index, slot or None)
         self._turn = -1
 
     def choose(
         self, prompt: str, session: str | None = None, *, model: str | None = None
     ) -> RouteDecision:
-        """``model``: only replicas serving it (a LoRA adapter's own replicas, or the base's)."""
-        ready = [r for r in self.pool.replicas_for(model) if r.state == ReplicaState.READY]
+        """Every replica serves every model name (adapters are chosen per request)."""
+        ready = self.pool.ready()
         if not ready:
-            raise NoReplicaAvailable(f"no replica serving {model or 'the model'} is ready")
+            raise NoReplicaAvailable("no replica is ready")
         least = self._least_busy(ready)
-        if self.policy == "least-busy" or len(ready) == 1:
+        if self.policy == "least-busy":
             return RouteDecision(least, "least-busy")
+        # Even with one replica: the prefix or session says which of its slots to use.
         by_index = {r.index: r for r in ready}
         hashes = prefix_hashes(prompt)
         for position in range(len(hashes) - 1, -1, -1):
-            index = self._prefixes.get(hashes[position])
-            if index is None:
+            place = self._prefixes.get(hashes[position])
+            if place is None:
                 continue
             matched = (position + 1) * BLOCK_CHARS
-            candidate = by_index.get(index)
+            candidate = by_index.get(place[0])
             if candidate is not None and matched >= self.min_match_chars:
                 if self._balanced(candidate, least):
-                    return RouteDecision(candidate, "prefix", matched)
+                    return RouteDecision(candidate, "prefix", matched, place[1])
             break
         if session:
-            index = self._sessions.get(session)
-            candidate = by_index.get(index) if index is not None else None
+            place = self._sessions.get(session)
+            candidate = by_index.get(place[0]) if place is not None else None
             if candidate is not None and self._balanced(candidate, least):
-                return RouteDecision(candidate, "session")
+                return RouteDecision(candidate, "session", slot=place[1])
         return RouteDecision(least, "least-busy")
 
     def _least_busy(self, ready: list[Replica]) -> Replica:
@@ -121,12 +127,16 @@ class Router:
     def _balanced(self, candidate: Replica, least: Replica) -> bool:
         return candidate.in_flight <= least.in_flight + self.max_imbalance
 
-    def record(self, decision: RouteDecision, prompt: str, session: str | None) -> None:
-        """Remember that this replica now holds this prompt (called once it is admitted)."""
+    def record(
+        self, decision: RouteDecision, prompt: str, session: str | None, slot: int | None = None
+    ) -> None:
+        """Remember that this replica (and ``slot``, once leased) now holds this prompt: called
+        when the request is admitted, so requests queued behind it follow, and again with the
+        slot it got."""
         if self.policy != "prefix":
             return
-        index = decision.replica.index
+        place = (decision.replica.index, slot if slot is not None else decision.slot)
         for digest in prefix_hashes(prompt):
-            self._prefixes.put(digest, index)
+            self._prefixes.put(digest, place)
         if session:
-            self._sessions.put(session, index)
+            self._sessions.put(session, place)

@@ -32,7 +32,13 @@ class ServeSettings(BaseModel):
     routing: str = Field(default="prefix", pattern="^(prefix|least-busy)$")
     max_queue: int = Field(default=32, ge=0)
     max_queue_wait: float | None = Field(default=1.0, ge=0)
-    prompt_cache_bytes: int = Field(default=256 * 1024 * 1024, ge=0)
+    # --- llama.cpp replicas (llama-server) --------------------------------------------
+    llama_server: Path | None = None  # None: coderig's build, or one on PATH
+    slots: int = Field(default=4, ge=1)  # requests one replica runs at once
+    prompt_cache_bytes: int = Field(default=256 * 1024 * 1024, ge=0)  # --cache-ram
+    cache_reuse: int = Field(default=256, ge=0)  # tokens; 0 = off
+    batch_size: int = Field(default=512, ge=1)  # tokens per forward pass (prefill chunk)
+    llama_server_args: list[str] = Field(default_factory=list)
     max_head_bytes: int = Field(default=64 * 1024, ge=1024)
     head_timeout: float = Field(default=10.0, gt=0)
     body_read_timeout: float = Field(default=30.0, gt=0)
@@ -48,7 +54,6 @@ class ServeSettings(BaseModel):
     tokenizer: str | None = None
     upstream_concurrency: int = Field(default=16, ge=1)
     loras: dict[str, str] = Field(default_factory=dict)
-    lora_replicas: int = Field(default=1, ge=1)
     gpu_memory_utilization: float = Field(default=0.90, gt=0, le=1)
     tensor_parallel_size: int = Field(default=1, ge=1)
     max_num_seqs: int = Field(default=64, ge=1)

@@ -1,10 +1,9 @@
-"""A real llama.cpp replica server (coderig's own), started alone: the "server the user already
-runs" that ``--engine external`` puts the gateway in front of."""
+"""A real llama.cpp server (``llama-server``, the binary coderig runs), started alone: the
+"server the user already runs" that ``--engine external`` puts the gateway in front of."""
 
 from __future__ import annotations
 
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,6 +11,7 @@ from pathlib import Path
 import httpx
 
 from coderig.models import embedded_model_path
+from tests.support.engine import llama_server_binary
 from tests.support.server import free_port
 
 
@@ -41,11 +41,10 @@ def start_replica(
     port = port or free_port()
     log_path = tmp_path / f"replica-{port}.log"
     argv = [
-        sys.executable, "-m", "coderig.engines.llamacpp_server",
-        "--model", str(embedded_model_path()), "--model_alias", alias,
+        str(llama_server_binary()),
+        "--model", str(embedded_model_path()), "--alias", alias,
         "--host", "127.0.0.1", "--port", str(port),
-        "--n_threads", "1", "--n_threads_batch", "1", "--n_ctx", "2048",
-        "--interrupt_requests", "false", "--verbose", "false", *extra,
+        "--threads", "1", "--ctx-size", "2048", "--no-webui", *extra,
     ]  # fmt: skip
     with open(log_path, "ab") as log:
         process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
