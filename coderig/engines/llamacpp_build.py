@@ -202,9 +202,13 @@ def _say(progress: Progress | None, what: str) -> None:
 
 
 def _download_sdist(version: str, work: Path, log) -> Path:
-    """``pip download`` of the sdist: pip's cache and index settings apply, as at install."""
+    """``pip download`` of the sdist: pip's cache and index settings apply, as at install.
+
+    ``--no-binary`` names only this package: with ``:all:`` pip would also build the sdist's
+    build requirements (cmake among them) from source to read its metadata — 10+ minutes.
+    """
     command = [
-        sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
+        sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", SDIST_PACKAGE,
         "--disable-pip-version-check", f"{SDIST_PACKAGE}=={version}", "-d", str(work),
     ]  # fmt: skip
     done = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT)
