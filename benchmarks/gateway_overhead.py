@@ -26,6 +26,7 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from tests.support.engine import replica_auth  # noqa: E402
 from tests.support.server import start_server  # noqa: E402
 
 
@@ -39,7 +40,7 @@ def one_request(
     client: httpx.Client, url: str, prompt: str, max_tokens: int, stream: bool
 ) -> float:
     body = {"prompt": prompt, "max_tokens": max_tokens, "temperature": 0, "stream": stream}
-    body["min_tokens"] = max_tokens  # same length on both paths
+    body["ignore_eos"] = True  # same length on both paths
     started = time.perf_counter()
     if stream:
         with client.stream("POST", url, json=body) as response:
@@ -60,7 +61,11 @@ def percentile(values: list[float], q: float) -> float:
 
 def latency_pairs(direct_url, gateway_url, pairs, max_tokens, stream):
     added, direct_all, gateway_all = [], [], []
-    with httpx.Client(timeout=120) as direct, httpx.Client(timeout=120) as gateway:
+    direct_auth = replica_auth(direct_url)  # the replica answers only with the run's secret
+    with (
+        httpx.Client(timeout=120, headers=direct_auth) as direct,
+        httpx.Client(timeout=120) as gateway,
+    ):
         for target, url in ((direct, direct_url), (gateway, gateway_url)):  # warm up
             one_request(target, url, prompt_for(99999, 9), max_tokens, stream)
         for i in range(pairs):
@@ -78,7 +83,7 @@ def latency_pairs(direct_url, gateway_url, pairs, max_tokens, stream):
 
 def throughput(url: str, requests: int, concurrency: int, max_tokens: int, offset: int) -> float:
     def worker(indices):
-        with httpx.Client(timeout=300) as client:
+        with httpx.Client(timeout=300, headers=replica_auth(url)) as client:
             for i in indices:
                 one_request(client, url, prompt_for(offset + i, 2), max_tokens, False)
 
@@ -133,7 +138,7 @@ def main() -> None:
         )
         print(
             f"model: embedded SmolLM2-135M Q4_1, 1 llama.cpp replica x {args.threads} "
-            f"thread(s); max_tokens={args.max_tokens} (forced with min_tokens), temperature 0\n"
+            f"thread(s); max_tokens={args.max_tokens} (forced with ignore_eos), temperature 0\n"
         )
         print("## Added latency (gateway - direct, same prompt, sequential pairs)\n")
         print("| client | pairs | direct p50 | gateway p50 | added p50 | added p99 | added mean |")

@@ -1,4 +1,4 @@
-"""The one entry point: ``coderig serve | bench | plan | deploy | engine``."""
+"""The one entry point: ``coderig serve | bench | plan | deploy | engine | top``."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from coderig.deploy.cli import deploy
 from coderig.engines.cli import engine
 from coderig.plan.cli import plan
 from coderig.serve.cli import serve
+from coderig.top import top
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -23,3 +24,4 @@ main.add_command(bench)
 main.add_command(plan)
 main.add_command(deploy)
 main.add_command(engine)
+main.add_command(top)

@@ -1,6 +1,6 @@
 """``--engine external``: the gateway in front of a server the user already runs. A real
-llama.cpp server (coderig's replica server with llama-cpp-python's API, started on its own)
-stands in for "an existing llama-server/vLLM/Ollama"; everything here is real HTTP on loopback.
+llama.cpp ``llama-server``, started on its own, stands in for "an existing
+llama-server/vLLM/Ollama"; everything here is real HTTP on loopback.
 """
 
 from __future__ import annotations
@@ -28,11 +28,18 @@ def upstream(tmp_path_factory):
     replica.stop()
 
 
+ROOT = "sk-root-5555555555"
+
+
 @pytest.fixture(scope="module")
 def gateway(upstream, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("external")
+    (tmp / "adapters" / "sql").mkdir(parents=True)
     server = start_server(
-        tmp_path_factory.mktemp("external"), "--engine", "external", "--upstream", upstream.url
-    )
+        tmp,
+        "--engine", "external", "--upstream", upstream.url, "--lora-dir", str(tmp / "adapters"),
+        env={"CODERIG_ADMIN_KEYS": f"root:{ROOT}"},
+    )  # fmt: skip
     yield server
     server.stop()
 
@@ -57,8 +64,8 @@ def test_completion_through_the_gateway_equals_the_upstreams_own(upstream, gatew
     body = via.json()
     assert body["object"] == "text_completion" and body["model"] == "smollm"
     assert body["choices"][0]["text"] == direct["choices"][0]["text"]
-    # No tokenizer, and llama-cpp-python puts no usage in a stream: the prompt count is the
-    # gateway's estimate, which must never exceed the real one (it would refuse valid prompts).
+    # No tokenizer: the prompt count is the gateway's estimate, or the upstream's own usage
+    # when it reports one; never more than the real count (it would refuse valid prompts).
     assert 0 < body["usage"]["prompt_tokens"] <= direct["usage"]["prompt_tokens"]
     assert body["usage"]["completion_tokens"] == direct["usage"]["completion_tokens"]
 
@@ -146,10 +153,11 @@ def test_an_upstream_that_goes_away_gets_503_and_is_used_again_when_back(tmp_pat
 
 
 def test_runtime_lora_loading_is_forwarded_and_an_upstream_refusal_reported(gateway):
-    # llama-cpp-python has no /v1/load_lora_adapter (vLLM does): the real refusal comes back.
+    # llama-server has no /v1/load_lora_adapter (vLLM does): the real refusal comes back.
     response = httpx.post(
         f"{gateway.url}/v1/load_lora_adapter",
-        json={"lora_name": "sql", "lora_path": "/adapters/sql"},
+        json={"lora_name": "sql", "lora_path": "sql"},
+        headers={"Authorization": f"Bearer {ROOT}"},
         timeout=30,
     )
     assert response.status_code == 502
@@ -189,3 +197,29 @@ def test_misconfigurations_are_one_clear_line(args, message):
     result = CliRunner().invoke(main, ["serve", "--port", "0", *args])
     assert result.exit_code != 0
     assert message in result.output
+
+
+def test_a_request_that_reaches_no_upstream_is_sent_to_another(upstream, tmp_path):
+    doomed = start_replica(tmp_path)
+    server = start_server(
+        tmp_path,
+        "--engine", "external", "--upstream", doomed.url, "--upstream", upstream.url,
+        "--routing", "least-busy",
+    )  # fmt: skip
+    try:
+        doomed.stop()  # still "ready" to the gateway until its health checks fail
+        statuses = [
+            httpx.post(f"{server.url}/v1/completions", json=GREEDY, timeout=60).status_code
+            for _ in range(4)
+        ]
+        assert statuses == [200] * 4  # least-busy alternates: two went to the dead upstream
+        metrics = httpx.get(f"{server.url}/metrics").text
+        retried = [
+            line
+            for line in metrics.splitlines()
+            if line.startswith("coderig_routed_requests_total")
+        ]
+        assert any('reason="retry"' in line and not line.endswith(" 0.0") for line in retried)
+    finally:
+        server.stop()
+        doomed.stop()

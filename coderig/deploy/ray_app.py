@@ -43,7 +43,14 @@ from coderig.deploy.ray_app_config import (
     REPLICA_DEPLOYMENT,
     RayAppConfig,
 )
-from coderig.engines.base import Dialect, Engine, Launch
+from coderig.engines.base import (
+    Dialect,
+    Engine,
+    Launch,
+    bearer_headers,
+    new_replica_secret,
+    replica_environment,
+)
 from coderig.serve.pool import (
     Replica,
     ReplicaPool,
@@ -105,6 +112,7 @@ class CoderigReplica:
         engine = replica_engine(self.config)
         launch = engine.launch(index=0, port=port)
         assert launch is not None
+        secret = new_replica_secret()  # only this actor talks to its engine
         self.url = f"http://127.0.0.1:{port}"
         self.log_path = Path(tempfile.mkdtemp(prefix="coderig-ray-")) / "engine.log"
         with open(self.log_path, "ab") as log_file:
@@ -113,10 +121,12 @@ class CoderigReplica:
                 stdin=subprocess.DEVNULL,
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
-                env={**os.environ, **launch.env},
+                env=replica_environment(engine, launch, secret),
                 preexec_fn=_die_with_parent,  # the engine dies with this actor, even on SIGKILL
             )
-        self.client = httpx.AsyncClient(limits=httpx.Limits(max_connections=256))
+        self.client = httpx.AsyncClient(
+            limits=httpx.Limits(max_connections=256), headers=bearer_headers(secret)
+        )
         self.health_path = engine.health_path
         self.unreachable: str | None = None  # set when a request found the engine unreachable
         await self._wait_healthy(engine.health_path)
@@ -208,6 +218,7 @@ class RayEngine:
     slot_routing: bool = False
     per_request_lora: bool = False
     runtime_lora: bool = False
+    secret_env: str | None = None  # each Ray replica holds its own engine's secret
 
     def launch(self, *, index: int, port: int) -> Launch | None:
         return None

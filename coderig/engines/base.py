@@ -8,8 +8,14 @@ has (the pool, the router, the LoRA routes and the Ray deployment read them; non
 
 from __future__ import annotations
 
+import os
+import secrets
 from dataclasses import dataclass, field
 from typing import Protocol
+
+# The gateway's own secrets: a replica has no use for them, so they are not inherited.
+UPSTREAM_KEY_ENV = "CODERIG_UPSTREAM_API_KEY"  # the key an external upstream requires, if any
+_GATEWAY_ONLY_ENV = ("CODERIG_API_KEYS", "CODERIG_ADMIN_KEYS", UPSTREAM_KEY_ENV)
 
 
 @dataclass(frozen=True)
@@ -43,7 +49,31 @@ class Engine(Protocol):
     # LoRA adapters replicas load when they start, by served name; a runtime load is added
     # here, so a replica restarted later loads it too.
     adapters: dict
+    # The environment variable through which a replica takes the API key it then requires of
+    # every caller (llama-server's LLAMA_API_KEY, vLLM's VLLM_API_KEY): the pool sets a fresh
+    # secret per run that only the gateway holds. None for servers the gateway does not start.
+    secret_env: str | None
 
     def launch(self, *, index: int, port: int) -> Launch | None:
         """The command that starts replica ``index`` on ``port``; None for external servers."""
         ...
+
+
+def new_replica_secret() -> str:
+    """A bearer token for one run's replicas (256 bits, URL-safe)."""
+    return secrets.token_urlsafe(32)
+
+
+def replica_environment(engine: Engine, launch: Launch, secret: str | None) -> dict[str, str]:
+    """The environment a replica process starts with: the gateway's, minus the gateway's own
+    secrets, plus the engine's, plus the replica secret under the engine's variable (never argv:
+    ``ps`` shows every user a process's argv, not its environment)."""
+    env = {k: v for k, v in os.environ.items() if k not in _GATEWAY_ONLY_ENV}
+    env.update(launch.env)
+    if engine.secret_env is not None and secret is not None:
+        env[engine.secret_env] = secret
+    return env
+
+
+def bearer_headers(secret: str | None) -> dict[str, str]:
+    return {"Authorization": f"Bearer {secret}"} if secret else {}

@@ -6,16 +6,20 @@ one that stops answering until it answers again.
 At startup the gateway asks the first upstream which models it serves (``GET /v1/models``): the
 first id becomes the model the gateway asks for (vLLM and Ollama check the ``model`` field), the
 others (vLLM LoRA adapters, other Ollama models) are served under their own names too.
+
+An upstream that requires an API key (``vllm serve --api-key``, ``llama-server --api-key``) is
+sent the one in ``CODERIG_UPSTREAM_API_KEY``: the environment, never a flag, keeps it out of argv.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 import httpx
 
-from coderig.engines.base import Dialect, Launch
+from coderig.engines.base import UPSTREAM_KEY_ENV, Dialect, Launch, bearer_headers
 
 
 class UpstreamUnreachable(Exception):
@@ -41,7 +45,11 @@ def list_upstream_models(urls: list[str], timeout: float = 5.0) -> list[str]:
     errors = []
     for url in urls:
         try:
-            response = httpx.get(f"{url}/v1/models", timeout=timeout)
+            response = httpx.get(
+                f"{url}/v1/models",
+                timeout=timeout,
+                headers=bearer_headers(os.environ.get(UPSTREAM_KEY_ENV)),
+            )
             response.raise_for_status()
             data = response.json().get("data") or []
         except (httpx.HTTPError, ValueError, AttributeError) as exc:
@@ -70,6 +78,8 @@ class ExternalEngine:
     runtime_lora: bool = True
     adapters: dict[str, str] = field(default_factory=dict)
     dialect: Dialect | None = None  # set by the gateway: it needs the tokenizer
+    # not started by the gateway: its key, if it needs one, comes from CODERIG_UPSTREAM_API_KEY
+    secret_env: str | None = None
 
     def launch(self, *, index: int, port: int) -> Launch | None:
         return None

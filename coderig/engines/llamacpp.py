@@ -66,6 +66,8 @@ class LlamaServerEngine:
     slot_routing: bool = True
     per_request_lora: bool = True
     runtime_lora: bool = False
+    # llama-server then answers 401 without it; /health stays open (the pool probes it).
+    secret_env: str | None = "LLAMA_API_KEY"
     dialect: LlamaServerDialect = field(init=False)
 
     def __post_init__(self) -> None:

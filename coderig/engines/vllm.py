@@ -159,6 +159,8 @@ class VllmEngine:
     health_path: str = "/health"
     slot_routing: bool = False
     per_request_lora: bool = True  # multi-LoRA: adapters batched together, chosen per request
+    # vLLM then requires it on /v1/* (its /health and /metrics stay open).
+    secret_env: str | None = "VLLM_API_KEY"
     dialect: Dialect | None = None  # set by the gateway: it needs the tokenizer
 
     @property

@@ -17,7 +17,14 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from coderig import __version__
 from coderig.serve import lora_admin
-from coderig.serve.auth import Authenticator, KeyStore, RateLimiter, require_key
+from coderig.serve.auth import (
+    ADMIN_ENV_VAR,
+    SESSION_HEADER,
+    Authenticator,
+    KeyStore,
+    RateLimiter,
+    require_key,
+)
 from coderig.serve.disconnect import ClientGone, unless_client_leaves, whole_text
 from coderig.serve.editors.infill import InfillAPI
 from coderig.serve.editors.ollama import OllamaAPI
@@ -48,7 +55,7 @@ from coderig.serve.tokenizer import Tokenizer
 log = logging.getLogger("coderig.serve")
 
 # Requests with the same session id (or OpenAI ``user``) stick to one replica (prefix routing).
-SESSION_HEADER = "X-Coderig-Session"
+
 
 ERROR_RESPONSES = {
     400: {"model": ErrorResponse, "description": "Invalid request"},
@@ -84,6 +91,10 @@ class Gateway:
                 RateLimiter(self.settings.rate_limit_per_key)
                 if self.settings.rate_limit_per_key
                 else None,
+                admin_keys=KeyStore.from_sources(
+                    self.settings.admin_keys_file, env_var=ADMIN_ENV_VAR
+                ),
+                tokens_per_minute=self.settings.tokens_per_minute_per_key,
             )
         self.prompts = PromptBuilder(
             self.tokenizer,
@@ -98,16 +109,24 @@ class Gateway:
             stall_timeout=self.settings.stall_timeout,
             router=Router(self.pool, self.settings.routing),
             admission=Admission(self.settings.max_queue, self.settings.max_queue_wait),
+            fair_queuing=self.settings.fair_queuing,
         )
+        self.generator.on_tokens = self._count_key_tokens
         self.engine_metrics = EngineMetrics(self.pool)
         self.metrics.registry.register(self.engine_metrics)
         self.created = int(time.time())
         self._watch_replicas()
 
+    def _count_key_tokens(self, request, tokens: int) -> None:
+        if request.key is not None:
+            self.metrics.key_tokens.labels(request.key).inc(tokens)
+            self.auth.budget.charge(request.key, tokens)
+
     def _watch_replicas(self) -> None:
         for replica in self.pool.replicas:
             label = replica.name
             self.metrics.in_flight.labels(label).set_function(lambda r=replica: r.in_flight)
+            self.metrics.queued.labels(label).set_function(lambda r=replica: r.queued)
             self.metrics.replica_up.labels(label).set_function(
                 lambda r=replica: 1.0 if r.state == ReplicaState.READY else 0.0
             )
@@ -339,10 +358,14 @@ def create_app(gateway: Gateway, *, manage_lifecycle: bool = True) -> FastAPI:
     app.include_router(tabby.router)
     app.include_router(InfillAPI(gateway).router)
     app.include_router(OllamaAPI(gateway).router)
-    # fleet: /v1/load_lora_adapter, /v1/unload_lora_adapter. Documented only where the engine
-    # can load adapters at run time (vLLM); elsewhere they answer 501 with the reason.
-    runtime_lora = gateway.pool.engine.runtime_lora
-    app.include_router(lora_admin.router, responses=ERROR_RESPONSES, include_in_schema=runtime_lora)
+    # Admin routes (/v1/load_lora_adapter, /v1/unload_lora_adapter) exist only when an admin
+    # key is configured; documented only where the engine can load adapters at run time (vLLM,
+    # an external server); elsewhere they answer 501 with the reason.
+    if gateway.auth.has_admin:
+        runtime_lora = gateway.pool.engine.runtime_lora
+        app.include_router(
+            lora_admin.router, responses=ERROR_RESPONSES, include_in_schema=runtime_lora
+        )
     return app
 
 

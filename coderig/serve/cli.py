@@ -26,7 +26,37 @@ from coderig.units import parse_duration, parse_size
 log = logging.getLogger("coderig.serve")
 
 
+def _print_data_file(name: str):
+    """An eager flag's callback: print one of the gateway's data files and exit."""
+
+    def callback(ctx: click.Context, _: click.Parameter, value: bool) -> None:
+        if not value or ctx.resilient_parsing:
+            return
+        from importlib.resources import files
+
+        click.echo(files("coderig.serve").joinpath("data", name).read_text(), nl=False)
+        ctx.exit()
+
+    return callback
+
+
 @click.command()
+@click.option(
+    "--print-dashboard",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=_print_data_file("grafana-dashboard.json"),
+    help="Print the Grafana dashboard (JSON, import it in Grafana) for these metrics and exit.",
+)
+@click.option(
+    "--print-scrape-config",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=_print_data_file("prometheus.yaml"),
+    help="Print a Prometheus scrape config for the gateway's /metrics and exit.",
+)
 @click.option(
     "--model",
     "-m",
@@ -200,10 +230,33 @@ log = logging.getLogger("coderig.serve")
     "Also: CODERIG_API_KEYS=name:key,... Without keys the API is open.",
 )
 @click.option(
+    "--fair-queuing/--fifo-queuing",
+    default=True,
+    show_default=True,
+    help="Waiting requests get a busy replica's slots round-robin across developers (API key, "
+    "else user or X-Coderig-Session, else address), not first come first served.",
+)
+@click.option(
+    "--admin-keys",
+    "admin_keys_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="File of admin keys, same forms as --api-keys: they may also call the admin routes "
+    "(adapter load/unload), which exist only when an admin key is set. Also: "
+    "CODERIG_ADMIN_KEYS=name:key,...",
+)
+@click.option(
     "--rate-limit-per-key",
     type=click.FloatRange(min=0, min_open=True),
     default=None,
     help="Requests/s each key may send on average (429 with Retry-After beyond it).",
+)
+@click.option(
+    "--tokens-per-minute-per-key",
+    type=click.IntRange(1),
+    default=None,
+    help="Tokens (prompt + completion) each key may use per minute; 429 with Retry-After "
+    "beyond it. A key's own limit: 'name:key tpm=N' in the keys file (0 = unlimited).",
 )
 @click.option(
     "--protect-metrics/--open-metrics",
@@ -255,6 +308,7 @@ def serve(**options) -> None:
             startup_timeout=parse_duration(options["startup_timeout"]),
             log_dir=options["log_dir"],
             api_keys_file=options["api_keys_file"],
+            admin_keys_file=options["admin_keys_file"],
             routing=options["routing"],
             llama_server=options["llama_server"],
             slots=options["slots"],
@@ -267,10 +321,12 @@ def serve(**options) -> None:
             body_read_timeout=parse_duration(options["body_timeout"]),
             max_connections=options["max_connections"],
             max_queue=options["max_queue"],
+            fair_queuing=options["fair_queuing"],
             max_queue_wait=None
             if options["max_queue_wait"] in ("off", "none")
             else parse_duration(options["max_queue_wait"]),
             rate_limit_per_key=options["rate_limit_per_key"],
+            tokens_per_minute_per_key=options["tokens_per_minute_per_key"],
             protect_metrics=options["protect_metrics"],
             editor_time_budget_ms=_milliseconds(options["editor_time_budget"]),
             **fleet_settings(options),
@@ -374,6 +430,12 @@ def build_gateway(settings: ServeSettings, console: Console | None = None):
             f"  API keys: {len(keys)} ({', '.join(keys.names())})"
             if keys is not None
             else "  API keys: none — the API is open to anyone who can reach it"
+        )
+        admins = gateway.auth.admin_keys
+        console.print(
+            f"  admin keys: {len(admins)} ({', '.join(admins.names())})"
+            if admins is not None
+            else "  admin keys: none — admin routes (adapter load/unload) are off"
         )
     return fleet.attach_fleet(gateway, settings, console)  # fleet: adapters, scale to zero
 

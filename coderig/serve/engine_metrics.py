@@ -26,7 +26,7 @@ class EngineMetrics(Collector):
         self.pool = pool
         self.timeout = timeout
         self._families: dict[str, list[Metric]] = {}  # replica name -> its last families
-        self._client = httpx.AsyncClient(timeout=timeout)
+        self._client = httpx.AsyncClient(timeout=timeout, headers=pool.upstream_headers)
 
     async def refresh(self) -> None:
         """Read every ready replica's ``/metrics`` (call before rendering the gateway's)."""

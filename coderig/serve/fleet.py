@@ -208,7 +208,8 @@ def _vllm_engine(settings: ServeSettings, console: Console | None):
         adapters=dict(settings.loras),
         gpu_ids=[g.index for g in gpus],
         command=vllm_command() or ["vllm", "serve"],
-        runtime_lora=bool(settings.loras),
+        # runtime loading costs vLLM a LoRA-enabled start: only when adapters are expected
+        runtime_lora=bool(settings.loras or settings.lora_dir or settings.allow_hub_adapters),
     )
     if console is not None:
         console.print(f"  GPUs: {', '.join(f'{g.index}: {g.name}' for g in gpus)}")

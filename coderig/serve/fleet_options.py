@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from coderig.engines.lora import parse_lora_specs
@@ -52,6 +54,19 @@ def fleet_options(command):
             metavar="NAME=PATH",
             help="Serve a LoRA adapter as model NAME (repeatable). llama.cpp: a GGUF adapter; "
             "vLLM: a PEFT directory or HF id.",
+        ),
+        click.option(
+            "--lora-dir",
+            type=click.Path(path_type=Path, file_okay=False, exists=True),
+            default=None,
+            help="Admins may load adapters at run time (POST /v1/load_lora_adapter, vLLM) from "
+            "inside this directory only; paths resolving outside it are refused.",
+        ),
+        click.option(
+            "--allow-hub-adapters",
+            is_flag=True,
+            default=False,
+            help="Admins may also load adapters by Hugging Face id at run time (vLLM downloads).",
         ),
         click.option(
             "--gpu-memory-utilization",
@@ -132,6 +147,8 @@ def fleet_settings(options: dict) -> dict:
         "tokenizer": options["tokenizer"],
         "upstream_concurrency": options["upstream_concurrency"],
         "loras": parse_lora_specs(options["loras"]),
+        "lora_dir": options["lora_dir"],
+        "allow_hub_adapters": options["allow_hub_adapters"],
         "gpu_memory_utilization": options["gpu_memory_utilization"],
         "tensor_parallel_size": options["tensor_parallel_size"],
         "max_num_seqs": options["max_num_seqs"],

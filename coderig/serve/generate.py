@@ -19,11 +19,26 @@ from dataclasses import dataclass, field
 
 import httpx
 
+from coderig.serve.auth import current_caller
 from coderig.serve.errors import OpenAIError
 from coderig.serve.metrics import GatewayMetrics
 from coderig.serve.pool import NoReplicaAvailable, Replica, ReplicaLost, ReplicaPool
 from coderig.serve.routing import RouteDecision, Router
-from coderig.serve.upstream import UpstreamFailure, UpstreamRejected, stream_completion
+from coderig.serve.upstream import (
+    UpstreamFailure,
+    UpstreamRejected,
+    UpstreamUnreachable,
+    stream_completion,
+)
+
+
+class _ReachedNoEngine(Exception):
+    """Nothing reached the replica's engine; ``error`` is what the client gets if no other
+    replica can take the request."""
+
+    def __init__(self, error: OpenAIError) -> None:
+        super().__init__(error.message)
+        self.error = error
 
 
 @dataclass
@@ -44,6 +59,18 @@ class GenerationRequest:
     created: int = field(default_factory=lambda: int(time.time()))
     # The served name asked for (base model or a LoRA adapter); None = the base model.
     model: str | None = None
+    # The developer it is queued for, fairly against the others (coderig.serve.fair); by
+    # default the caller of the HTTP request being handled.
+    flow: str = ""
+    # The API key's name it is charged to (token budgets, per-key usage); None when keyless.
+    key: str | None = None
+
+    def __post_init__(self) -> None:
+        caller = current_caller.get()
+        if not self.flow:
+            self.flow = caller.flow(self.user) if caller is not None else "internal"
+        if self.key is None and caller is not None:
+            self.key = caller.key
 
 
 @dataclass
@@ -97,6 +124,7 @@ class Generator:
         stall_timeout: float = 120.0,
         router: Router | None = None,
         admission: Admission | None = None,
+        fair_queuing: bool = True,
     ) -> None:
         self.pool = pool
         self.metrics = metrics
@@ -104,10 +132,16 @@ class Generator:
         self.stall_timeout = stall_timeout
         self.router = router or Router(pool, "least-busy")
         self.admission = admission or Admission()
+        # Round-robin between developers for a busy replica's slots; off: first come first served.
+        self.fair_queuing = fair_queuing
         # fleet: awaited before routing; scale to zero (coderig.serve.idle) wakes replicas here.
         self.before_route: Callable[[GenerationRequest], Awaitable[None]] | None = None
+        # Told the tokens (prompt + completion) each generation used, finished or cancelled:
+        # per-key usage and token budgets.
+        self.on_tokens: Callable[[GenerationRequest, int], None] | None = None
         self.client = httpx.AsyncClient(
             limits=httpx.Limits(max_connections=1024, max_keepalive_connections=256),
+            headers=pool.upstream_headers,
         )
 
     async def aclose(self) -> None:
@@ -177,10 +211,36 @@ class Generator:
         )
 
     async def run(self, request: GenerationRequest) -> AsyncIterator[Event]:
-        """Stream the generation; raises OpenAIError before the first Delta if it cannot start."""
+        """Stream the generation; raises OpenAIError before the first Delta if it cannot start.
+
+        A request that reached no engine (the connection was refused: nothing ran) is sent to
+        another ready replica, each replica tried once; never once anything came back.
+        """
         if self.before_route is not None:
             await self.before_route(request)
         decision = self.choose_replica(request)
+        tried: set[int] = set()
+        while True:
+            try:
+                # aclosing: a consumer that stops early closes the attempt now (lease, stream)
+                async with contextlib.aclosing(self._run_on(decision, request)) as events:
+                    async for event in events:
+                        yield event
+                return
+            except _ReachedNoEngine as exc:
+                tried.add(decision.replica.index)
+                others = [
+                    r
+                    for r in self.pool.ready()
+                    if r.index not in tried and self.admission.admits(r)
+                ]
+                if not others:
+                    raise exc.error from exc.__cause__
+                best = min(others, key=lambda r: (r.estimated_wait(), r.in_flight, r.index))
+                decision = RouteDecision(best, "retry")
+                self.metrics.routed.labels(decision.reason).inc()
+
+    async def _run_on(self, decision: RouteDecision, request: GenerationRequest):
         replica = decision.replica
         first_token_at: float | None = None
         pieces = 0
@@ -189,7 +249,8 @@ class Generator:
         upstream_usage: dict | None = None
         slot_started = time.monotonic()
         try:
-            async with self.pool.lease(replica, prefer=decision.slot) as slot:
+            flow = request.flow if self.fair_queuing else ""
+            async with self.pool.lease(replica, prefer=decision.slot, flow=flow) as slot:
                 self.router.record(decision, request.prompt, request.session, slot)
                 chunks = self.stream_from(replica, self.upstream_payload(request, slot))
                 slot_started = time.monotonic()
@@ -224,12 +285,15 @@ class Generator:
                 headers={"Retry-After": "1"},
             ) from exc
         except UpstreamFailure as exc:
-            raise OpenAIError(
+            error = OpenAIError(
                 503,
                 f"{replica.name} failed during generation: {exc}; retry",
                 code="replica_failed",
                 headers={"Retry-After": "1"},
-            ) from exc
+            )
+            if isinstance(exc, UpstreamUnreachable) and pieces == 0:
+                raise _ReachedNoEngine(error) from exc
+            raise error from exc
         except UpstreamRejected as exc:
             status = exc.status if 400 <= exc.status < 500 else 502
             raise OpenAIError(
@@ -242,6 +306,7 @@ class Generator:
             self.metrics.tokens_saved.labels(request.cancel_reason).inc(
                 max(0, request.max_tokens - pieces)
             )
+            self._used(request, request.prompt_tokens + pieces)
             raise
 
         replica.record_service_time(time.monotonic() - slot_started)
@@ -259,7 +324,12 @@ class Generator:
         self.metrics.request_duration.labels(request.route).observe(
             time.monotonic() - request.received
         )
+        self._used(request, prompt_tokens + completion_tokens)
         yield Finished(finish_reason, prompt_tokens, completion_tokens)
+
+    def _used(self, request: GenerationRequest, tokens: int) -> None:
+        if self.on_tokens is not None:
+            self.on_tokens(request, tokens)
 
     def _completion_tokens(
         self, usage: dict | None, finish_reason: str, max_tokens: int, text: str, pieces: int

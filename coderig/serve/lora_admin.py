@@ -1,28 +1,39 @@
 """Adding and removing LoRA adapters at run time, with vLLM's own API on the gateway:
 ``POST /v1/load_lora_adapter {"lora_name", "lora_path"}`` and
-``POST /v1/unload_lora_adapter {"lora_name"}``.
+``POST /v1/unload_lora_adapter {"lora_name"}``. Admin routes: they need an admin key, and are
+not mounted at all when no admin key is configured (:mod:`coderig.serve.auth`).
+
+An adapter loads only from the directory the operator named (``--lora-dir``): ``lora_path`` is
+resolved inside it — symlinks followed — and refused when it lands outside, so a key holder
+cannot make the server read any file its process can. Hugging Face ids (vLLM downloads them)
+only with ``--allow-hub-adapters``. The engine is sent the resolved absolute path, never the
+caller's string.
 
 The gateway forwards the call to every ready replica (vLLM replicas are started with
 ``VLLM_ALLOW_RUNTIME_LORA_UPDATING`` when ``--lora`` is given; an external vLLM must be started
 with it), and on success serves the new name: ``/v1/models`` lists it, requests naming it are
-routed, and vLLM replicas that restart later get it on their command line. llama.cpp applies an
-adapter when a replica loads the model, so there the answer is a 501 saying to use ``--lora``.
-Both routes need an API key when keys are configured.
+routed, and vLLM replicas that restart later get it on their command line. llama-server loads
+adapters when a replica starts, so there the answer is a 501 saying to use ``--lora``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
+import re
+from pathlib import Path
 
 import httpx
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict
 
-from coderig.serve.auth import require_key
+from coderig.serve.auth import require_admin
 from coderig.serve.errors import OpenAIError
 from coderig.serve.pool import ReplicaState
 
-router = APIRouter(dependencies=[Depends(require_key)], tags=["lora"])
+router = APIRouter(dependencies=[Depends(require_admin)], tags=["admin"])
+
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*$")
 
 
 class LoadLoraAdapter(BaseModel):
@@ -34,6 +45,35 @@ class LoadLoraAdapter(BaseModel):
 class UnloadLoraAdapter(BaseModel):
     model_config = ConfigDict(strict=True, extra="ignore")
     lora_name: str
+
+
+def allowed_adapter_source(
+    lora_path: str, lora_dir: Path | None, *, allow_hub: bool = False
+) -> str:
+    """What the engine is told to load, or a ValueError saying why ``lora_path`` is refused."""
+    hub_id = _HUB_ID.match(lora_path) is not None
+    if lora_dir is not None:
+        root = Path(os.path.realpath(lora_dir))
+        candidate = Path(lora_path).expanduser()
+        # realpath follows every symlink and `..`, so what is checked is what would be read
+        resolved = Path(os.path.realpath(root / candidate))
+        inside = resolved.is_relative_to(root)
+        if resolved.exists() and inside:
+            return str(resolved)
+        if resolved.exists() or (not inside and not (allow_hub and hub_id)):
+            raise ValueError(
+                f"lora_path {lora_path!r} is outside the adapter directory (--lora-dir); "
+                "only adapters inside it can be loaded"
+            )
+    if allow_hub and hub_id:
+        return lora_path
+    if lora_dir is None:
+        raise ValueError(
+            "this server loads no adapters at run time: start it with --lora-dir DIR (adapters "
+            "inside DIR), or --allow-hub-adapters for Hugging Face ids"
+        )
+    hint = " (Hugging Face ids need --allow-hub-adapters)" if hub_id else ""
+    raise ValueError(f"no adapter at {lora_path!r} in the adapter directory{hint}")
 
 
 def _runtime_engine(gateway):
@@ -52,7 +92,7 @@ async def _forward(gateway, path: str, body: dict) -> None:
     replicas = [r for r in gateway.pool.replicas if r.state == ReplicaState.READY]
     if not replicas:
         raise OpenAIError(503, "no replica is ready", code="no_replica_available")
-    async with httpx.AsyncClient(timeout=120) as client:
+    async with httpx.AsyncClient(timeout=120, headers=gateway.pool.upstream_headers) as client:
         results = await asyncio.gather(
             *(client.post(f"{r.url}{path}", json=body) for r in replicas), return_exceptions=True
         )
@@ -72,9 +112,17 @@ async def load_lora_adapter(body: LoadLoraAdapter, request: Request) -> dict:
     engine = _runtime_engine(gateway)
     if body.lora_name == gateway.model_name:
         raise OpenAIError(400, "an adapter cannot take the base model's name", param="lora_name")
-    await _forward(gateway, "/v1/load_lora_adapter", body.model_dump())
-    gateway.adapters[body.lora_name] = body.lora_path
-    engine.adapters[body.lora_name] = body.lora_path  # replicas started later load it too
+    settings = gateway.settings
+    try:
+        source = allowed_adapter_source(
+            body.lora_path, settings.lora_dir, allow_hub=settings.allow_hub_adapters
+        )
+    except ValueError as exc:
+        raise OpenAIError(400, str(exc), param="lora_path", code="adapter_not_allowed") from exc
+    forwarded = {"lora_name": body.lora_name, "lora_path": source}
+    await _forward(gateway, "/v1/load_lora_adapter", forwarded)
+    gateway.adapters[body.lora_name] = source
+    engine.adapters[body.lora_name] = source  # replicas started later load it too
     return {"status": "loaded", "lora_name": body.lora_name}
 
 

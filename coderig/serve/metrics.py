@@ -65,12 +65,24 @@ class GatewayMetrics:
             ["replica"],
             registry=r,
         )
+        self.queued = Gauge(
+            "coderig_replica_requests_queued",
+            "Requests waiting in the gateway for one of the replica's slots.",
+            ["replica"],
+            registry=r,
+        )
         self.replica_up = Gauge(
             "coderig_replica_up", "1 when the replica is ready to serve.", ["replica"], registry=r
         )
         self.key_requests = Counter(
             "coderig_key_requests",
             "Authenticated requests per API key name (never the key itself).",
+            ["key"],
+            registry=r,
+        )
+        self.key_tokens = Counter(
+            "coderig_key_tokens",
+            "Tokens (prompt + completion, cancelled generations included) per API key name.",
             ["key"],
             registry=r,
         )
@@ -82,7 +94,8 @@ class GatewayMetrics:
         )
         self.routed = Counter(
             "coderig_routed_requests",
-            "Routing decisions: prefix (cached prompt), session (sticky user), least-busy.",
+            "Routing decisions: prefix (cached prompt), session (sticky user), least-busy, retry "
+            "(the first replica was unreachable).",
             ["reason"],
             registry=r,
         )

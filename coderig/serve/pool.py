@@ -34,7 +34,15 @@ from pathlib import Path
 
 import httpx
 
-from coderig.engines.base import Engine, Launch
+from coderig.engines.base import (
+    UPSTREAM_KEY_ENV,
+    Engine,
+    Launch,
+    bearer_headers,
+    new_replica_secret,
+    replica_environment,
+)
+from coderig.serve.fair import FairSlots
 
 log = logging.getLogger("coderig.serve")
 
@@ -99,7 +107,8 @@ class Replica:
         self.pid: int | None = None
         self.process: asyncio.subprocess.Process | None = None
         self.state = ReplicaState.STARTING
-        self.capacity = asyncio.Semaphore(engine.slots)
+        # Free slots; waiting requests are served round-robin across developers.
+        self.capacity = FairSlots(engine.slots)
         # Per slot: free or not, and when it was last leased (monotonic seconds).
         self.slot_free = [True] * engine.slots
         self.slot_used_at = [0.0] * engine.slots
@@ -201,7 +210,18 @@ class ReplicaPool:
         self._stopping = False
         self._tasks: list[asyncio.Task] = []
         self._first_ready: dict[int, asyncio.Future] = {}
-        self._health_client = httpx.AsyncClient(timeout=health_timeout)
+        # Replicas the pool starts require a fresh secret that only the gateway holds, so no
+        # other process on the host reaches an engine around keys, limits and admission.
+        # Upstreams it does not start get the operator's key, if any.
+        self.secret = (
+            new_replica_secret()
+            if engine.secret_env is not None
+            else os.environ.get(UPSTREAM_KEY_ENV) or None
+        )
+        self.upstream_headers = bearer_headers(self.secret)
+        self._health_client = httpx.AsyncClient(
+            timeout=health_timeout, headers=self.upstream_headers
+        )
         self._scaled_to_zero = False
 
     # --- lifecycle -------------------------------------------------------------------
@@ -328,7 +348,7 @@ class ReplicaPool:
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=log_file,
                 stderr=asyncio.subprocess.STDOUT,
-                env={**os.environ, **launch.env},
+                env=replica_environment(replica.engine, launch, self.secret),
                 preexec_fn=_die_with_parent,
                 start_new_session=True,
             )
@@ -410,13 +430,17 @@ class ReplicaPool:
         return [r for r in self.replicas if r.state == ReplicaState.READY]
 
     @contextlib.asynccontextmanager
-    async def lease(self, replica: Replica, prefer: int | None = None) -> AsyncIterator[int]:
+    async def lease(
+        self, replica: Replica, prefer: int | None = None, flow: str = ""
+    ) -> AsyncIterator[int]:
         """Hold one of ``replica``'s slots and yield its number: ``prefer`` when it is free,
-        else the free one used longest ago. Raises :class:`ReplicaLost` if it dies meanwhile."""
+        else the free one used longest ago. While all are busy, waiting requests get slots
+        round-robin across ``flow`` (developer). Raises :class:`ReplicaLost` if it dies
+        meanwhile."""
         lost = replica.lost
         replica.queued += 1
         try:
-            await _acquire_unless(replica.capacity, lost)
+            await _acquire_unless(replica.capacity, lost, flow)
         finally:
             replica.queued -= 1
         # The semaphore counts free slots, so one is free now.
@@ -460,13 +484,13 @@ class ReplicaPool:
         await self.start()
 
 
-async def _acquire_unless(semaphore: asyncio.Semaphore, lost: asyncio.Event) -> None:
+async def _acquire_unless(semaphore: FairSlots, lost: asyncio.Event, flow: str) -> None:
     if lost.is_set():
         raise ReplicaLost("replica is down")
     if not semaphore.locked():
-        await semaphore.acquire()
+        await semaphore.acquire(flow)
         return
-    acquire = asyncio.ensure_future(semaphore.acquire())
+    acquire = asyncio.ensure_future(semaphore.acquire(flow))
     dead = asyncio.ensure_future(lost.wait())
     try:
         await asyncio.wait({acquire, dead}, return_when=asyncio.FIRST_COMPLETED)

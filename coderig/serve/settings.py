@@ -32,6 +32,7 @@ class ServeSettings(BaseModel):
     routing: str = Field(default="prefix", pattern="^(prefix|least-busy)$")
     max_queue: int = Field(default=32, ge=0)
     max_queue_wait: float | None = Field(default=1.0, ge=0)
+    fair_queuing: bool = True
     # --- llama.cpp replicas (llama-server) --------------------------------------------
     llama_server: Path | None = None  # None: coderig's build, or one on PATH
     slots: int = Field(default=4, ge=1)  # requests one replica runs at once
@@ -44,7 +45,9 @@ class ServeSettings(BaseModel):
     body_read_timeout: float = Field(default=30.0, gt=0)
     max_connections: int | None = Field(default=None, ge=1)
     api_keys_file: Path | None = None
+    admin_keys_file: Path | None = None
     rate_limit_per_key: float | None = Field(default=None, gt=0)
+    tokens_per_minute_per_key: int | None = Field(default=None, ge=1)
     protect_metrics: bool = False
     # Editor APIs: time budget for requests that set none (llama.cpp's t_max_predict_ms).
     editor_time_budget_ms: int | None = Field(default=None, ge=1)
@@ -54,6 +57,9 @@ class ServeSettings(BaseModel):
     tokenizer: str | None = None
     upstream_concurrency: int = Field(default=16, ge=1)
     loras: dict[str, str] = Field(default_factory=dict)
+    # Where /v1/load_lora_adapter may load adapters from; hub ids only when allowed.
+    lora_dir: Path | None = None
+    allow_hub_adapters: bool = False
     gpu_memory_utilization: float = Field(default=0.90, gt=0, le=1)
     tensor_parallel_size: int = Field(default=1, ge=1)
     max_num_seqs: int = Field(default=64, ge=1)

@@ -28,9 +28,28 @@ def llama_server_engine(**options) -> LlamaServerEngine:
     return LlamaServerEngine(llama_server_binary(), embedded_model_path(), **options)
 
 
+def replica_auth(url: str) -> dict[str, str]:
+    """The header a gateway's replica requires: its secret, read as only the same OS user can —
+    from the environment of the llama-server process listening on ``url``'s port."""
+    port = url.rsplit(":", 1)[1].strip("/")
+    for proc in Path("/proc").iterdir():
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+            if b"--port" not in argv or argv[argv.index(b"--port") + 1] != port.encode():
+                continue
+            environ = (proc / "environ").read_bytes().split(b"\0")
+        except (OSError, IndexError):
+            continue
+        for variable in environ:
+            if variable.startswith(b"LLAMA_API_KEY="):
+                return {"Authorization": f"Bearer {variable.split(b'=', 1)[1].decode()}"}
+        return {}  # started without a secret (a replica the test runs directly)
+    return {}
+
+
 def engine_metrics(url: str) -> dict[str, float]:
     """``llamacpp:*`` samples of a replica's ``/metrics``, by name (no labels there)."""
-    text = httpx.get(f"{url}/metrics", timeout=5).text
+    text = httpx.get(f"{url}/metrics", timeout=5, headers=replica_auth(url)).text
     return {
         sample.name: sample.value
         for family in text_string_to_metric_families(text)
@@ -45,7 +64,7 @@ def tokens_generated(url: str) -> float:
 
 def engine_busy(url: str) -> bool:
     """Whether any slot is still processing a task."""
-    slots = httpx.get(f"{url}/slots", timeout=5).json()
+    slots = httpx.get(f"{url}/slots", timeout=5, headers=replica_auth(url)).json()
     return any(slot.get("is_processing") for slot in slots)
 
 

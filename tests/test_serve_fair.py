@@ -1,0 +1,91 @@
+"""Fair queuing between developers: a freed slot goes to the waiting flows in turn."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from coderig.serve.auth import Caller
+from coderig.serve.fair import FairSlots
+
+
+async def _waiter(slots: FairSlots, flow: str, name: str, served: list[str]) -> None:
+    await slots.acquire(flow)
+    served.append(name)
+
+
+async def _queue(slots: FairSlots, arrivals: list[tuple[str, str]], served: list[str]):
+    tasks = []
+    for flow, name in arrivals:
+        tasks.append(asyncio.create_task(_waiter(slots, flow, name, served)))
+        await asyncio.sleep(0)  # arrive in this order
+    return tasks
+
+
+def test_a_quiet_developer_waits_behind_one_request_not_behind_the_noisy_ones_queue():
+    async def scenario() -> list[str]:
+        slots = FairSlots(1)
+        await slots.acquire("noisy")  # the slot is busy
+        served: list[str] = []
+        noisy = [("noisy", f"n{i}") for i in range(10)]
+        tasks = await _queue(slots, [*noisy, ("quiet", "q0")], served)
+        for _ in range(11):
+            slots.release()
+            await asyncio.sleep(0)
+        await asyncio.gather(*tasks)
+        return served
+
+    served = asyncio.run(scenario())
+    assert served.index("q0") == 1  # after the one noisy request that was first in line
+    assert [s for s in served if s.startswith("n")] == [f"n{i}" for i in range(10)]
+
+
+def test_flows_take_turns_one_request_each():
+    async def scenario() -> list[str]:
+        slots = FairSlots(1)
+        await slots.acquire("x")
+        served: list[str] = []
+        arrivals = [("a", "a0"), ("a", "a1"), ("a", "a2"), ("b", "b0"), ("b", "b1"), ("c", "c0")]
+        tasks = await _queue(slots, arrivals, served)
+        for _ in arrivals:
+            slots.release()
+            await asyncio.sleep(0)
+        await asyncio.gather(*tasks)
+        return served
+
+    assert asyncio.run(scenario()) == ["a0", "b0", "c0", "a1", "b1", "a2"]
+
+
+def test_free_slots_are_taken_at_once_and_cancelled_waiters_leak_nothing():
+    async def scenario() -> tuple[int, bool]:
+        slots = FairSlots(2)
+        await slots.acquire("a")
+        await slots.acquire("b")
+        assert slots.locked()
+        waiting = asyncio.create_task(slots.acquire("c"))
+        await asyncio.sleep(0)
+        assert slots.waiting == 1
+        waiting.cancel()  # the client left while queued
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        # granted and cancelled before it ran: the slot is given back
+        granted = asyncio.create_task(slots.acquire("d"))
+        await asyncio.sleep(0)
+        slots.release()
+        granted.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await granted
+        slots.release()
+        await asyncio.wait_for(slots.acquire("e"), 1)
+        await asyncio.wait_for(slots.acquire("f"), 1)
+        return slots.waiting, slots.locked()
+
+    assert asyncio.run(scenario()) == (0, True)
+
+
+def test_a_developer_is_their_key_else_their_user_or_session_else_their_address():
+    assert Caller("alice", "s1", "10.0.0.1").flow("u") == "key:alice"
+    assert Caller(None, "s1", "10.0.0.1").flow("u") == "user:u"
+    assert Caller(None, "s1", "10.0.0.1").flow() == "user:s1"
+    assert Caller(None, None, "10.0.0.1").flow() == "addr:10.0.0.1"
