@@ -10,6 +10,9 @@ the prompts of a round are new to every server. Reported per server and client c
 req/s, latency p50 / p90 (full response), time to first token p50, and the ratios to the direct
 `llama-server`.
 
+The previous engine runs llama-cpp-python's server: `pip install 'llama-cpp-python[server]'`
+first (coderig itself no longer needs those extras).
+
 Usage: python benchmarks/engine_compare.py [--clients 1,4,8] [--requests 2] [--rounds 2]
        [--max-tokens 32] [--previous REV | --previous none] [--slots 4]
 """
@@ -96,10 +99,12 @@ def direct_llama_server(
     return Target(name, f"{url}/v1", stop)
 
 
-def coderig_serve(name: str, args: list[str], env: dict | None = None) -> Target:
+def coderig_serve(
+    name: str, args: list[str], env: dict | None = None, cwd: Path | None = None
+) -> Target:
     """Admission control off, as the load is closed loop: every request waits its turn."""
     logs = Path(tempfile.mkdtemp(prefix="coderig-bench-"))
-    server = start_server(logs, "--max-queue-wait", "off", *args, env=env)
+    server = start_server(logs, "--max-queue-wait", "off", *args, env=env, cwd=cwd)
     return Target(name, server.base_url, server.stop)
 
 
@@ -109,7 +114,8 @@ def previous_serve(rev: str, work: Path) -> Target:
         ["git", "-C", str(ROOT), "worktree", "add", "--detach", str(tree), rev],
         check=True, capture_output=True,
     )  # fmt: skip
-    target = coderig_serve(f"coderig serve @{rev[:7]}", [], env={"PYTHONPATH": str(tree)})
+    # run from the worktree: `python -m` puts the working directory first on sys.path
+    target = coderig_serve(f"coderig serve @{rev[:7]}", [], env={"PYTHONPATH": str(tree)}, cwd=tree)
     stop = target.stop
 
     def stop_and_remove() -> None:
@@ -122,14 +128,18 @@ def previous_serve(rev: str, work: Path) -> Target:
 
 def one_request(client: httpx.Client, base_url: str, prompt: str, max_tokens: int) -> dict:
     body = {
-        "model": "default", "prompt": prompt, "max_tokens": max_tokens, "temperature": 0,
+        "prompt": prompt, "max_tokens": max_tokens, "temperature": 0,
         "ignore_eos": True, "stream": True, "stream_options": {"include_usage": True},
     }  # fmt: skip
     started = time.perf_counter()
     first = None
     tokens = 0
     texts: list[str] = []
-    with client.stream("POST", f"{base_url}/completions", json=body) as response:
+    # A fresh connection per request, for every server alike: llama-server (this version)
+    # closes a keep-alive connection after a streamed response without saying so, and the next
+    # request sent on it fails ("Server disconnected without sending a response").
+    headers = {"Connection": "close"}
+    with client.stream("POST", f"{base_url}/completions", json=body, headers=headers) as response:
         response.raise_for_status()
         for line in response.iter_lines():
             if not line.startswith("data: {"):

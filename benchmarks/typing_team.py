@@ -16,6 +16,7 @@ and `--engine-url` uses one already running instead.
 
 Usage: python benchmarks/typing_team.py [--developers 2,4,8] [--duration 60s]
        [--targets serve-prefix,serve-least-busy,engine] [--api openai] [--max-tokens 64]
+       [--prefix-lines N]
        [--replicas 1] [--slots 4] [--threads 2] [--engine-cmd CMD | --engine-url URL]
        [--out-dir DIR]
 """
@@ -138,6 +139,9 @@ def main() -> None:
     parser.add_argument("--targets", default=",".join(TARGETS))
     parser.add_argument("--api", default="openai", help="openai or infill (both engines)")
     parser.add_argument("--max-tokens", type=int, default=64)
+    parser.add_argument(
+        "--prefix-lines", type=int, default=None, help="lines above the cursor [bench: 256]"
+    )
     parser.add_argument("--replicas", type=int, default=1, help="coderig serve replicas")
     parser.add_argument("--slots", type=int, default=4, help="parallel slots per llama-server")
     parser.add_argument("--threads", type=int, default=2, help="threads of the whole box")
@@ -161,6 +165,7 @@ def main() -> None:
     print("# typing_team.py —", machine_line())
     print(
         f"workload: coderig bench typing, {args.api} API, {args.max_tokens} max tokens, "
+        f"{args.prefix_lines or 256} lines before the cursor, "
         f"{args.duration} per team, seed {args.seed}; coderig serve: {args.replicas} replicas x "
         f"{per_replica} thread(s) x {args.slots} slots; engine: "
         f"{args.engine_url or args.engine_cmd or f'llama-server, {args.slots} slots'}, "
@@ -194,6 +199,7 @@ def main() -> None:
                     duration=duration,
                     api=args.api,
                     max_tokens=args.max_tokens,
+                    prefix_lines=args.prefix_lines,
                     seed=args.seed,
                     name=f"{target}-{developers}",
                     tags={"target": target},

@@ -1,6 +1,7 @@
 """One llama-server replica, four slots: requests run at the same time (continuous batching),
-a cancelled request's prefill stays in its slot and the same developer's next request is sent
-to that slot and reuses it, and the engine's own metrics are part of the gateway's."""
+a cancelled request's prefill stays in its slot and the same developer's next request reuses it
+— sent there by the gateway (--pin-slots) or chosen there by llama-server (the default) — and
+the engine's own metrics are part of the gateway's."""
 
 from __future__ import annotations
 
@@ -35,7 +36,7 @@ def server(tmp_path_factory):
     # from the gateway naming the slot.
     running = start_server(
         tmp_path_factory.mktemp("slots"), "--slots", "4", "--prompt-cache", "0",
-        "--max-queue-wait", "off",
+        "--max-queue-wait", "off", "--pin-slots",
         "--llama-server-arg=--slot-prompt-similarity", "--llama-server-arg=0",
     )  # fmt: skip
     yield running
@@ -86,6 +87,18 @@ def test_four_requests_on_one_replica_run_at_the_same_time(server):
 
 
 def test_a_cancelled_prefill_is_reused_by_the_same_developers_next_request(server):
+    assert_cancelled_prefill_is_reused(server)
+
+
+def test_by_default_llama_server_picks_the_slot_and_reuses_the_cancelled_prefill(tmp_path):
+    server = start_server(tmp_path, "--slots", "4", "--prompt-cache", "0")
+    try:
+        assert_cancelled_prefill_is_reused(server)
+    finally:
+        server.stop()
+
+
+def assert_cancelled_prefill_is_reused(server) -> None:
     url = f"{server.base_url}/completions"
     alice = {"X-Coderig-Session": "alice"}
     wait_until_idle(replica_url(server))

@@ -110,6 +110,7 @@ class Gateway:
             router=Router(self.pool, self.settings.routing),
             admission=Admission(self.settings.max_queue, self.settings.max_queue_wait),
             fair_queuing=self.settings.fair_queuing,
+            pin_slots=self.settings.pin_slots,
         )
         self.generator.on_tokens = self._count_key_tokens
         self.engine_metrics = EngineMetrics(self.pool)

@@ -230,6 +230,14 @@ def _print_data_file(name: str):
     "Also: CODERIG_API_KEYS=name:key,... Without keys the API is open.",
 )
 @click.option(
+    "--pin-slots/--engine-picks-slots",
+    default=False,
+    show_default=True,
+    help="llama.cpp: run each request in the slot the gateway last saw its prefix in "
+    "(id_slot), rather than letting llama-server pick the idle slot whose prompt shares the "
+    "most with it (measured better for a typing team: BENCHMARKS.md).",
+)
+@click.option(
     "--fair-queuing/--fifo-queuing",
     default=True,
     show_default=True,
@@ -322,6 +330,7 @@ def serve(**options) -> None:
             max_connections=options["max_connections"],
             max_queue=options["max_queue"],
             fair_queuing=options["fair_queuing"],
+            pin_slots=options["pin_slots"],
             max_queue_wait=None
             if options["max_queue_wait"] in ("off", "none")
             else parse_duration(options["max_queue_wait"]),

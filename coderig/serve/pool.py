@@ -223,6 +223,7 @@ class ReplicaPool:
             timeout=health_timeout, headers=self.upstream_headers
         )
         self._scaled_to_zero = False
+        self._background: set[asyncio.Task] = set()  # slots waiting for the engine to go idle
 
     # --- lifecycle -------------------------------------------------------------------
 
@@ -431,12 +432,13 @@ class ReplicaPool:
 
     @contextlib.asynccontextmanager
     async def lease(
-        self, replica: Replica, prefer: int | None = None, flow: str = ""
+        self, replica: Replica, prefer: int | None = None, flow: str = "", pinned: bool = True
     ) -> AsyncIterator[int]:
         """Hold one of ``replica``'s slots and yield its number: ``prefer`` when it is free,
         else the free one used longest ago. While all are busy, waiting requests get slots
-        round-robin across ``flow`` (developer). Raises :class:`ReplicaLost` if it dies
-        meanwhile."""
+        round-robin across ``flow`` (developer). ``pinned``: the request runs in exactly that
+        slot of the engine (``id_slot``); else the engine picks one. Raises
+        :class:`ReplicaLost` if it dies meanwhile."""
         lost = replica.lost
         replica.queued += 1
         try:
@@ -451,13 +453,51 @@ class ReplicaPool:
         started = time.monotonic()
         replica.slot_used_at[slot] = started
         replica.running_since.append(started)
+        left_early = False
         try:
             yield slot
+        except (GeneratorExit, asyncio.CancelledError):
+            left_early = True
+            raise
         finally:
             replica.active -= 1
             replica.running_since.remove(started)
-            replica.slot_free[slot] = True
-            replica.capacity.release()
+            if left_early and replica.engine.slot_routing and not replica.lost.is_set():
+                # The client left, but llama-server finishes a prefill it started: the slot is
+                # busy for up to a prefill more. Lending it now would queue the next request
+                # behind that work in the engine, pinned by id_slot, while other slots idle.
+                task = asyncio.create_task(self._free_when_idle(replica, slot, pinned))
+                self._background.add(task)
+                task.add_done_callback(self._background.discard)
+            else:
+                self._free_slot(replica, slot)
+
+    def _free_slot(self, replica: Replica, slot: int) -> None:
+        replica.slot_free[slot] = True
+        replica.capacity.release()
+
+    async def _free_when_idle(
+        self, replica: Replica, slot: int, pinned: bool, poll: float = 0.05, limit: float = 60.0
+    ) -> None:
+        """Give the slot back once the engine says it stopped processing (``GET /slots``): that
+        slot when requests are pinned to slots, else as soon as the engine runs no more
+        requests than the gateway has running there."""
+        deadline = time.monotonic() + limit
+        try:
+            while time.monotonic() < deadline and not replica.lost.is_set():
+                try:
+                    response = await self._health_client.get(f"{replica.url}/slots")
+                    states = {s.get("id"): s.get("is_processing") for s in response.json()}
+                except (httpx.HTTPError, ValueError, AttributeError, TypeError):
+                    return  # no slot states to wait for: free it now
+                busy = (
+                    states.get(slot) if pinned else sum(map(bool, states.values())) > replica.active
+                )
+                if not busy:
+                    return
+                await asyncio.sleep(poll)
+        finally:
+            self._free_slot(replica, slot)
 
     # --- fleet: scale to zero (coderig.serve.idle) ------------------------------------------
 

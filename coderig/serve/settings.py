@@ -33,6 +33,7 @@ class ServeSettings(BaseModel):
     max_queue: int = Field(default=32, ge=0)
     max_queue_wait: float | None = Field(default=1.0, ge=0)
     fair_queuing: bool = True
+    pin_slots: bool = False  # name the llama-server slot (id_slot) instead of letting it pick
     # --- llama.cpp replicas (llama-server) --------------------------------------------
     llama_server: Path | None = None  # None: coderig's build, or one on PATH
     slots: int = Field(default=4, ge=1)  # requests one replica runs at once

@@ -65,7 +65,9 @@ class RunningServer:
                 self.process.wait()
 
 
-def start_server(tmp_path: Path, *args: str, env: dict | None = None) -> RunningServer:
+def start_server(
+    tmp_path: Path, *args: str, env: dict | None = None, cwd: Path | None = None
+) -> RunningServer:
     port = free_port()
     log_path = tmp_path / f"serve-{port}.log"
     argv = [
@@ -74,7 +76,11 @@ def start_server(tmp_path: Path, *args: str, env: dict | None = None) -> Running
     ]  # fmt: skip
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
-            argv, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}
+            argv,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})},
+            cwd=cwd,  # `python -m` puts the working directory first on sys.path
         )
     server = RunningServer(process, port, log_path, list(args))
     try:
