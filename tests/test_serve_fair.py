@@ -89,3 +89,21 @@ def test_a_developer_is_their_key_else_their_user_or_session_else_their_address(
     assert Caller(None, "s1", "10.0.0.1").flow("u") == "user:u"
     assert Caller(None, "s1", "10.0.0.1").flow() == "user:s1"
     assert Caller(None, None, "10.0.0.1").flow() == "addr:10.0.0.1"
+
+
+def test_a_new_request_counts_only_the_turns_before_its_own_as_ahead_of_it():
+    async def scenario() -> tuple[int, int, int]:
+        slots = FairSlots(1)
+        await slots.acquire("x")
+        tasks = [asyncio.create_task(slots.acquire("noisy")) for _ in range(10)]
+        tasks.append(asyncio.create_task(slots.acquire("quiet")))
+        await asyncio.sleep(0)
+        counts = (slots.ahead_of("newcomer"), slots.ahead_of("quiet"), slots.ahead_of("noisy"))
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        return counts
+
+    # a newcomer waits one noisy turn and the quiet one's; the quiet developer's second request
+    # two of each; the noisy developer's next one behind all eleven
+    assert asyncio.run(scenario()) == (2, 3, 11)

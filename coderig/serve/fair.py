@@ -31,6 +31,13 @@ class FairSlots:
     def waiting(self) -> int:
         return sum(len(waiters) for waiters in self._flows.values())
 
+    def ahead_of(self, flow: str) -> int:
+        """Waiters a new request of ``flow`` would have to let go first: its own flow's, and
+        from every other flow at most one per turn it waits (it is served in turn n+1 when its
+        flow already has n waiting)."""
+        turns = len(self._flows.get(flow, ())) + 1
+        return sum(min(len(waiters), turns) for waiters in self._flows.values())
+
     async def acquire(self, flow: str = "") -> None:
         if not self.locked():
             self._free -= 1

@@ -104,12 +104,14 @@ class Admission:
     max_queue: int = 32
     max_queue_wait: float | None = 1.0
 
-    def admits(self, replica: Replica) -> bool:
+    def admits(self, replica: Replica, flow: str | None = None) -> bool:
+        """Room in the replica's queue, and a wait (for ``flow``'s turn, with fair queuing)
+        within the limit."""
         if replica.queued >= self.max_queue:
             return False
         if self.max_queue_wait is None:
             return True
-        return replica.estimated_wait() <= self.max_queue_wait
+        return replica.estimated_wait(flow) <= self.max_queue_wait
 
 
 class Generator:
@@ -150,6 +152,10 @@ class Generator:
             headers=pool.upstream_headers,
         )
 
+    def _flow(self, request: GenerationRequest) -> str | None:
+        """The flow the request is queued (and admitted) in; None: one FIFO queue."""
+        return request.flow if self.fair_queuing else None
+
     @property
     def pinned(self) -> bool:
         """Requests run in the slot the router chose (prefix routing with --pin-slots)."""
@@ -170,9 +176,10 @@ class Generator:
                 code="no_replica_available",
                 headers={"Retry-After": "1"},
             ) from exc
-        if not self.admission.admits(decision.replica):
+        flow = self._flow(request)
+        if not self.admission.admits(decision.replica, flow):
             ready = self.pool.ready()
-            fallback = [r for r in ready if self.admission.admits(r)]
+            fallback = [r for r in ready if self.admission.admits(r, flow)]
             if not fallback:
                 raise self._shed(ready)
             best = min(fallback, key=lambda r: (r.estimated_wait(), r.in_flight, r.index))
@@ -243,7 +250,7 @@ class Generator:
                 others = [
                     r
                     for r in self.pool.ready()
-                    if r.index not in tried and self.admission.admits(r)
+                    if r.index not in tried and self.admission.admits(r, self._flow(request))
                 ]
                 if not others:
                     raise exc.error from exc.__cause__
@@ -260,7 +267,7 @@ class Generator:
         upstream_usage: dict | None = None
         slot_started = time.monotonic()
         try:
-            flow = request.flow if self.fair_queuing else ""
+            flow = self._flow(request) or ""
             pinned = self.pinned
             async with self.pool.lease(
                 replica, prefer=decision.slot if pinned else None, flow=flow, pinned=pinned

@@ -138,13 +138,15 @@ class Replica:
         ordered = sorted(self.service_times)
         return ordered[len(ordered) // 2]
 
-    def estimated_wait(self) -> float:
+    def estimated_wait(self, flow: str | None = None) -> float:
         """Seconds a request arriving now would wait for a slot on this replica.
 
         Zero while a slot is free. Otherwise: until the running request that started first is
         expected to finish (the typical service time minus how long it has run; never quite
         zero, as it may overrun), then a typical service time per ``slots`` for each request
-        already queued.
+        ahead of it: all those queued, or with fair queuing for ``flow`` only those its turn
+        comes after (a developer behind someone else's burst waits one turn per flow, not the
+        whole burst).
         """
         slots = self.engine.slots
         if self.active < slots:
@@ -155,7 +157,8 @@ class Replica:
         now = time.monotonic()
         oldest = min(self.running_since, default=now)
         first_free = max(0.1 * service, service - (now - oldest))
-        return first_free + self.queued * service / slots
+        ahead = self.queued if flow is None else self.capacity.ahead_of(flow)
+        return first_free + ahead * service / slots
 
     def snapshot(self) -> dict:
         return {
