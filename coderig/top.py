@@ -133,7 +133,7 @@ def compute_view(prev: Scrape, cur: Scrape) -> View:
     key_tokens = rate_by("coderig_key_tokens_total", "key")
     return View(
         seconds=dt,
-        requests_per_s={k: v for k, v in rate_by("coderig_requests_total", "status").items()},
+        requests_per_s=rate_by("coderig_requests_total", "status"),
         latency=quantiles("coderig_request_duration_seconds", 0.5, 0.99),  # type: ignore[arg-type]
         ttft=quantiles("coderig_time_to_first_token_seconds", 0.5, 0.99),  # type: ignore[arg-type]
         queue_wait_p99=quantiles("coderig_queue_wait_seconds", 0.99)[0],

@@ -54,8 +54,6 @@ from coderig.serve.tokenizer import Tokenizer
 
 log = logging.getLogger("coderig.serve")
 
-# Requests with the same session id (or OpenAI ``user``) stick to one replica (prefix routing).
-
 
 ERROR_RESPONSES = {
     400: {"model": ErrorResponse, "description": "Invalid request"},

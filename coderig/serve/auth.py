@@ -44,6 +44,8 @@ class Principal:
 
 ANONYMOUS = Principal("anonymous")
 
+# Requests with the same session id (or OpenAI ``user``) stick to one replica (prefix routing)
+# and are one developer's flow (fair queuing).
 SESSION_HEADER = "X-Coderig-Session"
 
 
@@ -364,9 +366,7 @@ async def require_key(request: Request) -> Principal:
     The principal is left on ``request.state.principal`` for routing and metrics.
     """
     gateway = request.app.state.gateway
-    principal = gateway.auth.authenticate(request.headers.get("authorization"))
-    request.state.principal = principal
-    gateway.metrics.key_requests.labels(principal.name).inc()
+    principal = _admitted(request, gateway.auth.authenticate)
     current_caller.set(
         Caller(
             key=None if principal is ANONYMOUS else principal.name,
@@ -379,8 +379,13 @@ async def require_key(request: Request) -> Principal:
 
 async def require_admin(request: Request) -> Principal:
     """FastAPI dependency for admin routes (adapter load/unload)."""
-    gateway = request.app.state.gateway
-    principal = gateway.auth.authenticate_admin(request.headers.get("authorization"))
+    return _admitted(request, request.app.state.gateway.auth.authenticate_admin)
+
+
+def _admitted(request: Request, check) -> Principal:
+    """The principal ``check`` finds in the request's Authorization header, left on
+    ``request.state.principal`` for routing and metrics, and counted by key name."""
+    principal = check(request.headers.get("authorization"))
     request.state.principal = principal
-    gateway.metrics.key_requests.labels(principal.name).inc()
+    request.app.state.gateway.metrics.key_requests.labels(principal.name).inc()
     return principal

@@ -26,8 +26,8 @@ from coderig.units import parse_duration, parse_size
 log = logging.getLogger("coderig.serve")
 
 
-def _print_data_file(name: str):
-    """An eager flag's callback: print one of the gateway's data files and exit."""
+def _print_data_file_option(flag: str, name: str, help: str):
+    """An eager flag that prints one of the gateway's data files and exits."""
 
     def callback(ctx: click.Context, _: click.Parameter, value: bool) -> None:
         if not value or ctx.resilient_parsing:
@@ -37,25 +37,21 @@ def _print_data_file(name: str):
         click.echo(files("coderig.serve").joinpath("data", name).read_text(), nl=False)
         ctx.exit()
 
-    return callback
+    return click.option(
+        flag, is_flag=True, expose_value=False, is_eager=True, callback=callback, help=help
+    )
 
 
 @click.command()
-@click.option(
+@_print_data_file_option(
     "--print-dashboard",
-    is_flag=True,
-    expose_value=False,
-    is_eager=True,
-    callback=_print_data_file("grafana-dashboard.json"),
-    help="Print the Grafana dashboard (JSON, import it in Grafana) for these metrics and exit.",
+    "grafana-dashboard.json",
+    "Print the Grafana dashboard (JSON, import it in Grafana) for these metrics and exit.",
 )
-@click.option(
+@_print_data_file_option(
     "--print-scrape-config",
-    is_flag=True,
-    expose_value=False,
-    is_eager=True,
-    callback=_print_data_file("prometheus.yaml"),
-    help="Print a Prometheus scrape config for the gateway's /metrics and exit.",
+    "prometheus.yaml",
+    "Print a Prometheus scrape config for the gateway's /metrics and exit.",
 )
 @click.option(
     "--model",

@@ -32,6 +32,10 @@ from coderig.serve.upstream import (
 )
 
 
+def _least_loaded(replicas: list[Replica]) -> Replica:
+    return min(replicas, key=lambda r: (r.estimated_wait(), r.in_flight, r.index))
+
+
 class _ReachedNoEngine(Exception):
     """Nothing reached the replica's engine; ``error`` is what the client gets if no other
     replica can take the request."""
@@ -182,8 +186,7 @@ class Generator:
             fallback = [r for r in ready if self.admission.admits(r, flow)]
             if not fallback:
                 raise self._shed(ready)
-            best = min(fallback, key=lambda r: (r.estimated_wait(), r.in_flight, r.index))
-            decision = RouteDecision(best, "least-busy")
+            decision = RouteDecision(_least_loaded(fallback), "least-busy")
         self.metrics.routed.labels(decision.reason).inc()
         self.router.record(decision, request.prompt, request.session)
         return decision
@@ -254,8 +257,7 @@ class Generator:
                 ]
                 if not others:
                     raise exc.error from exc.__cause__
-                best = min(others, key=lambda r: (r.estimated_wait(), r.in_flight, r.index))
-                decision = RouteDecision(best, "retry")
+                decision = RouteDecision(_least_loaded(others), "retry")
                 self.metrics.routed.labels(decision.reason).inc()
 
     async def _run_on(self, decision: RouteDecision, request: GenerationRequest):

@@ -467,8 +467,8 @@ class ReplicaPool:
             replica.running_since.remove(started)
             if left_early and replica.engine.slot_routing and not replica.lost.is_set():
                 # The client left, but llama-server finishes a prefill it started: the slot is
-                # busy for up to a prefill more. Lending it now would queue the next request
-                # behind that work in the engine, pinned by id_slot, while other slots idle.
+                # busy for up to a prefill more. Lending it now would send the engine more
+                # requests than it has idle slots, and the extra one would wait inside it.
                 task = asyncio.create_task(self._free_when_idle(replica, slot, pinned))
                 self._background.add(task)
                 task.add_done_callback(self._background.discard)
