@@ -1,24 +1,28 @@
-"""A team typing in editors (`coderig bench typing`) against one box: `coderig serve` with prefix
-routing, `coderig serve` with least-busy routing, and the engine run directly, for teams of 2, 4
-and 8 developers, in one run. Reported per run: requests, the share of suggestions that arrived
-before the next keystroke (shown), cancelled and failed requests, shown latency, exact-match
-acceptance, tokens generated for cancelled requests; then, per target, the largest team that
-got at least 80% of its suggestions shown.
+"""A team typing in editors (`coderig bench typing`) against one box, several servers in one run.
 
-The engine run directly is any OpenAI- (or /infill-) compatible server: by default the
-`llama-server` coderig runs, started with the arguments coderig gives it (all the box's threads,
-`--slots` parallel slots) on the embedded model; `--engine-cmd` starts another one (placeholders
-{port}, {model}, {threads}), for example:
+Each target is `coderig serve` (with any extra flags) or an engine run directly (any OpenAI- or
+/infill-compatible server), for each team size. Reported per run: requests, the share of
+suggestions that arrived before the next keystroke (shown), cancelled and failed requests, shown
+latency, exact-match acceptance, tokens generated for cancelled requests, prompt tokens served
+from cache; then, per target, the largest team that got at least 80% of its suggestions shown.
 
-    --engine-cmd 'llama-server -m {model} --port {port} -t {threads} -np 2 --cache-reuse 256'
+A target is `NAME=serve[:FLAGS]` or `NAME=engine[:CMD]`:
 
-and `--engine-url` uses one already running instead.
+    --target 'coderig=serve:'                      coderig serve, its defaults
+    --target 'no-window=serve:--stable-window-lines 0'
+    --target 'llama-server=engine:llama-server -m {model} --port {port} -t {threads}'
+    --target 'tuned=engine:'                       llama-server with the flags coderig gives it
+
+An engine command's placeholders are {python}, {model} (the embedded GGUF), {port}, {threads};
+`llama-server` is the binary `coderig engine build` made. `--engine-url` uses one already running
+for every engine target. The default targets: serve-prefix, serve-least-busy, engine (coderig's
+llama-server flags). `--params FILE` changes the typing model (benchmarks/steady_typist.toml is the
+replay issue 18 describes).
 
 Usage: python benchmarks/typing_team.py [--developers 2,4,8] [--duration 60s]
-       [--targets serve-prefix,serve-least-busy,engine] [--api openai] [--max-tokens 64]
-       [--prefix-lines N]
-       [--replicas 1] [--slots 4] [--threads 2] [--engine-cmd CMD | --engine-url URL]
-       [--out-dir DIR]
+       [--target NAME=KIND[:ARGS]]... [--api openai|infill] [--max-tokens 64]
+       [--prefix-lines N] [--params FILE]
+       [--replicas 1] [--slots 4] [--threads 2] [--engine-url URL] [--out-dir DIR]
 """
 
 from __future__ import annotations
@@ -43,7 +47,11 @@ from coderig.models import embedded_model_path
 from coderig.serve.pool import free_port
 from coderig.units import parse_duration
 
-TARGETS = ("serve-prefix", "serve-least-busy", "engine")
+DEFAULT_TARGETS = (
+    "serve-prefix=serve:--routing prefix",
+    "serve-least-busy=serve:--routing least-busy",
+    "engine=engine:",
+)
 SHOWN_TARGET = 0.80
 
 
@@ -76,6 +84,8 @@ class Engine:
             )
         else:
             argv = default_engine(threads, slots).launch(index=0, port=port).argv
+        if argv and argv[0] == "llama-server":
+            argv[0] = str(default_engine(threads, slots).binary)
         self.log = open(log_dir / f"engine-{port}.log", "wb")  # noqa: SIM115
         self.proc = subprocess.Popen(argv, stdout=self.log, stderr=subprocess.STDOUT)
         self.url = f"http://127.0.0.1:{port}"
@@ -107,6 +117,15 @@ class Engine:
                 self.proc.wait()
 
 
+def parse_target(spec: str) -> tuple[str, str, str]:
+    """``NAME=KIND[:ARGS]`` -> (name, kind, args)."""
+    name, sep, rest = spec.partition("=")
+    kind, _, extra = rest.partition(":")
+    if not sep or not name or kind not in ("serve", "engine"):
+        raise ValueError(f"target {spec!r}: use NAME=serve[:FLAGS] or NAME=engine[:CMD]")
+    return name, kind, extra.strip()
+
+
 def cache_counters(server) -> tuple[float, float]:
     """(prompt tokens, prompt tokens reused from a replica's cache) counted by the gateway."""
     values = metric_values(server)
@@ -136,8 +155,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--developers", default="2,4,8")
     parser.add_argument("--duration", default="60s")
-    parser.add_argument("--targets", default=",".join(TARGETS))
-    parser.add_argument("--api", default="openai", help="openai or infill (both engines)")
+    parser.add_argument(
+        "--target",
+        action="append",
+        dest="targets",
+        default=None,
+        help="NAME=serve[:FLAGS] or NAME=engine[:CMD]; repeatable (see the module docstring)",
+    )
+    parser.add_argument("--params", default=None, help="typing model parameters (TOML)")
+    parser.add_argument("--api", default="openai", help="openai, infill, tabby or ollama")
+    parser.add_argument(
+        "--engine-api",
+        default=None,
+        help="the API engine targets are sent (default: --api); llama-server answers /infill "
+        "only for models with FIM tokens, so the embedded model needs openai there",
+    )
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument(
         "--prefix-lines", type=int, default=None, help="lines above the cursor [bench: 256]"
@@ -145,7 +177,6 @@ def main() -> None:
     parser.add_argument("--replicas", type=int, default=1, help="coderig serve replicas")
     parser.add_argument("--slots", type=int, default=4, help="parallel slots per llama-server")
     parser.add_argument("--threads", type=int, default=2, help="threads of the whole box")
-    parser.add_argument("--engine-cmd", default=None)
     parser.add_argument("--engine-url", default=None)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out-dir", default=None, help="keep each run's results file here")
@@ -153,10 +184,10 @@ def main() -> None:
 
     teams = [int(n) for n in args.developers.split(",")]
     duration = parse_duration(args.duration)
-    targets = [t for t in args.targets.split(",") if t]
-    unknown = set(targets) - set(TARGETS)
-    if unknown:
-        parser.error(f"unknown targets {sorted(unknown)}: use {', '.join(TARGETS)}")
+    try:
+        targets = [parse_target(spec) for spec in args.targets or DEFAULT_TARGETS]
+    except ValueError as exc:
+        parser.error(str(exc))
     log_dir = Path(tempfile.mkdtemp(prefix="coderig-typing-"))
     out_dir = Path(args.out_dir) if args.out_dir else log_dir
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -164,31 +195,33 @@ def main() -> None:
 
     print("# typing_team.py —", machine_line())
     print(
-        f"workload: coderig bench typing, {args.api} API, {args.max_tokens} max tokens, "
-        f"{args.prefix_lines or 256} lines before the cursor, "
+        f"workload: coderig bench typing, {args.api} API "
+        f"({args.engine_api or args.api} to engines), {args.max_tokens} max tokens, "
+        f"{args.prefix_lines or 'the model’s'} lines before the cursor, "
+        f"typing model {args.params or 'default'}, "
         f"{args.duration} per team, seed {args.seed}; coderig serve: {args.replicas} replicas x "
-        f"{per_replica} thread(s) x {args.slots} slots; engine: "
-        f"{args.engine_url or args.engine_cmd or f'llama-server, {args.slots} slots'}, "
-        f"{args.threads} threads\n"
+        f"{per_replica} thread(s) x {args.slots} slots; engines: {args.threads} threads"
     )
+    for name, kind, extra in targets:
+        print(f"- {name}: {kind} {extra or '(defaults)'}")
+    print()
     print(
         "| target | developers | requests | shown | cancelled | errors | shown p50 | shown p90 "
         "| shown p99 | accepted | wasted tokens | cached prompt |"
     )
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     best: dict[str, int | None] = {}
-    for target in targets:
-        gateway = target.startswith("serve")
+    for target, kind, extra in targets:
+        gateway = kind == "serve"
         if gateway:
             server = serve(
                 "--replicas", str(args.replicas), "--threads-per-replica", str(per_replica),
-                "--slots", str(args.slots), "--routing", target.removeprefix("serve-"),
-                "--no-access-log",
+                "--slots", str(args.slots), "--no-access-log", *shlex.split(extra),
             )  # fmt: skip
             url, stop = server.url, server.stop
         else:
             server = None
-            engine = Engine(args.engine_cmd, args.engine_url, args.threads, args.slots, log_dir)
+            engine = Engine(extra or None, args.engine_url, args.threads, args.slots, log_dir)
             url, stop = engine.url, engine.stop
         best[target] = None
         try:
@@ -197,9 +230,10 @@ def main() -> None:
                     url=url,
                     developers=developers,
                     duration=duration,
-                    api=args.api,
+                    api=args.api if gateway else (args.engine_api or args.api),
                     max_tokens=args.max_tokens,
                     prefix_lines=args.prefix_lines,
+                    params_file=args.params,
                     seed=args.seed,
                     name=f"{target}-{developers}",
                     tags={"target": target},

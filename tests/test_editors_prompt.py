@@ -114,3 +114,16 @@ def test_editor_token_budgets_are_lowered_to_fit_not_refused(tokenizer):
     assert gen.max_tokens == 32
     gen = generation_request(gateway, "t", prompt, max_tokens=None, default_max=16, sampling={})
     assert gen.max_tokens == 16
+
+
+def test_the_code_window_starts_at_its_anchor_line_when_asked(tokenizer):
+    from coderig.serve.editors.window import stable_start
+
+    prefix = "".join(f"value_{i} = {i * 7}\n" for i in range(40)) + "total = "
+    plain = builder(tokenizer).build(prefix=prefix, suffix=None, reserve=16)
+    assert plain.prefix == prefix  # off by default in the builder
+    b = builder(tokenizer)
+    b.window_lines = 16
+    anchored = b.build(prefix=prefix, suffix=None, reserve=16)
+    assert anchored.prefix == stable_start(prefix, 16) != prefix
+    assert anchored.rendered.text.endswith(anchored.prefix)

@@ -107,3 +107,65 @@ def test_a_new_request_counts_only_the_turns_before_its_own_as_ahead_of_it():
     # a newcomer waits one noisy turn and the quiet one's; the quiet developer's second request
     # two of each; the noisy developer's next one behind all eleven
     assert asyncio.run(scenario()) == (2, 3, 11)
+
+
+def test_with_share_on_a_single_developer_still_gets_every_slot():
+    async def scenario() -> int:
+        slots = FairSlots(4, share=True)
+        for _ in range(4):
+            await asyncio.wait_for(slots.acquire("script"), 1)
+        return slots.running("script")
+
+    assert asyncio.run(scenario()) == 4
+
+
+def test_with_share_on_a_burst_leaves_slots_free_for_the_other_developers_seen():
+    async def scenario() -> tuple[int, bool, bool, int]:
+        slots = FairSlots(4, share=True)
+        await slots.acquire("quiet-a")  # three developers seen recently...
+        slots.release("quiet-a")
+        await slots.acquire("quiet-b")
+        slots.release("quiet-b")
+        burst = [asyncio.create_task(slots.acquire("noisy")) for _ in range(6)]
+        await asyncio.sleep(0)
+        running = slots.running("noisy")  # ...so the burst runs ceil(4 / 3) = 2 at a time
+        # a quiet developer's request takes a free slot at once, not after the burst
+        quiet = asyncio.create_task(slots.acquire("quiet-a"))
+        await asyncio.sleep(0)
+        quiet_ran = quiet.done()
+        # one of the burst finishing lets the next of the burst in
+        slots.release("noisy")
+        await asyncio.sleep(0)
+        next_ran = sum(t.done() for t in burst) == 3
+        for task in burst:
+            task.cancel()
+        await asyncio.gather(*burst, return_exceptions=True)
+        return running, quiet_ran, next_ran, slots.share_of()
+
+    assert asyncio.run(scenario()) == (2, True, True, 2)
+
+
+def test_a_held_developer_gets_the_idle_slots_once_the_others_leave_the_window():
+    async def scenario() -> int:
+        slots = FairSlots(2, share=True, window=0.2)
+        await slots.acquire("quiet")
+        slots.release("quiet")
+        burst = [asyncio.create_task(slots.acquire("noisy")) for _ in range(2)]
+        await asyncio.sleep(0)
+        held = sum(t.done() for t in burst)
+        await asyncio.wait_for(asyncio.gather(*burst), 2)  # the quiet one ages out: both run
+        return held
+
+    assert asyncio.run(scenario()) == 1
+
+
+def test_share_off_is_plain_fair_queuing():
+    async def scenario() -> int:
+        slots = FairSlots(4)
+        await slots.acquire("quiet")
+        slots.release("quiet")
+        for _ in range(4):
+            await asyncio.wait_for(slots.acquire("noisy"), 1)
+        return slots.share_of()
+
+    assert asyncio.run(scenario()) == 4

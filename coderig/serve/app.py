@@ -109,6 +109,8 @@ class Gateway:
             admission=Admission(self.settings.max_queue, self.settings.max_queue_wait),
             fair_queuing=self.settings.fair_queuing,
             pin_slots=self.settings.pin_slots,
+            supersede=self.settings.supersede,
+            share_slots=self.settings.share_slots,
         )
         self.generator.on_tokens = self._count_key_tokens
         self.engine_metrics = EngineMetrics(self.pool)

@@ -241,6 +241,14 @@ def _print_data_file_option(flag: str, name: str, help: str):
     "else user or X-Coderig-Session, else address), not first come first served.",
 )
 @click.option(
+    "--share-slots/--no-share-slots",
+    default=False,
+    show_default=True,
+    help="While several developers have sent requests in the last 30s, each runs at most "
+    "ceil(slots / developers) of a replica's slots, even if one stays idle for the next "
+    "developer (a single client keeps them all). Needs fair queuing.",
+)
+@click.option(
     "--admin-keys",
     "admin_keys_file",
     type=click.Path(path_type=Path, dir_okay=False),
@@ -273,6 +281,22 @@ def _print_data_file_option(flag: str, name: str, help: str):
     default=None,
     help="Editor APIs (Tabby, /infill, Ollama): stop generating this long after the first "
     "token, once a line is complete, when the request sets no t_max_predict_ms (e.g. 1500ms).",
+)
+@click.option(
+    "--stable-window-lines",
+    default=16,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Editor APIs: start the code window at an anchor line within its first N lines "
+    "(picked by content), so a developer's consecutive prompts share their beginning and the "
+    "engine's prefix cache skips re-reading it. 0 = send the window as it came.",
+)
+@click.option(
+    "--supersede/--no-supersede",
+    default=True,
+    show_default=True,
+    help="Editor APIs: a developer's new request replaces their older one about the same code "
+    "still queued or running (answered 409 superseded); it would never be shown.",
 )
 @click.option(
     "--log-level",
@@ -326,6 +350,7 @@ def serve(**options) -> None:
             max_connections=options["max_connections"],
             max_queue=options["max_queue"],
             fair_queuing=options["fair_queuing"],
+            share_slots=options["share_slots"],
             pin_slots=options["pin_slots"],
             max_queue_wait=None
             if options["max_queue_wait"] in ("off", "none")
@@ -334,6 +359,8 @@ def serve(**options) -> None:
             tokens_per_minute_per_key=options["tokens_per_minute_per_key"],
             protect_metrics=options["protect_metrics"],
             editor_time_budget_ms=_milliseconds(options["editor_time_budget"]),
+            stable_window_lines=options["stable_window_lines"],
+            supersede=options["supersede"],
             **fleet_settings(options),
         )
     except ValueError as exc:

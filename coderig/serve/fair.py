@@ -7,29 +7,71 @@ goes to the flows in turn — round-robin, one request per turn, as llm-d's flow
 deficit round-robin with equal quanta do — so a developer sending ten times more than the others
 waits mostly on themselves. Within a flow, requests keep their arrival order. Admission control
 (how many may wait at all, and for how long) is unchanged and decided before a request gets here.
+
+Turns alone do not stop a burst that arrives while the others are quiet from taking every slot,
+and on a CPU the requests in a replica's slots share its cores: a developer whose one request
+runs beside three of someone else's waits three times longer. With ``share`` on, a flow runs at
+most its share of the slots — all of them while it is the only developer seen in the last
+``window`` seconds, else ``ceil(slots / developers seen)``, at least one — even if that leaves a
+slot idle: it stays free for the next developer's request. This is not work-conserving, on
+purpose; a single client (one flow) never loses anything by it.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections import OrderedDict, deque
+import math
+import time
+from collections import Counter, OrderedDict, deque
+from collections.abc import Callable
+
+DEFAULT_WINDOW = 30.0
 
 
 class FairSlots:
-    """A counting semaphore whose waiters are served round-robin across flows."""
+    """A counting semaphore whose waiters are served round-robin across flows, each flow
+    holding at most its share of the slots when ``share`` is on."""
 
-    def __init__(self, slots: int) -> None:
+    def __init__(
+        self,
+        slots: int,
+        *,
+        share: bool = False,
+        window: float = DEFAULT_WINDOW,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.slots = slots
         self._free = slots
         # flow -> its waiters, oldest first; the flow served longest ago comes first.
         self._flows: OrderedDict[str, deque[asyncio.Future]] = OrderedDict()
+        self._running: Counter[str] = Counter()
+        self.share = share
+        self._window = window
+        self._clock = clock
+        self._seen: dict[str, float] = {}  # flow -> when it last asked for a slot
+        self._timer: asyncio.TimerHandle | None = None
 
-    def locked(self) -> bool:
-        """True when an acquire would wait."""
-        return self._free == 0 or bool(self._flows)
+    def locked(self, flow: str | None = None) -> bool:
+        """True when an acquire (by ``flow``) would wait."""
+        if flow is None or not self.share:
+            return self._free == 0 or bool(self._flows)
+        return self._free == 0 or self._running[flow] >= self.share_of()
 
     @property
     def waiting(self) -> int:
         return sum(len(waiters) for waiters in self._flows.values())
+
+    def waiting_in(self, flow: str) -> int:
+        return len(self._flows.get(flow, ()))
+
+    def running(self, flow: str) -> int:
+        return self._running[flow]
+
+    def share_of(self) -> int:
+        """Slots one flow may hold now."""
+        if not self.share:
+            return self.slots
+        return max(1, math.ceil(self.slots / max(1, len(self._active_flows()))))
 
     def ahead_of(self, flow: str) -> int:
         """Waiters a new request of ``flow`` would have to let go first: its own flow's, and
@@ -39,34 +81,68 @@ class FairSlots:
         return sum(min(len(waiters), turns) for waiters in self._flows.values())
 
     async def acquire(self, flow: str = "") -> None:
-        if not self.locked():
-            self._free -= 1
-            return
+        self._seen[flow] = self._clock()
         future = asyncio.get_running_loop().create_future()
         self._flows.setdefault(flow, deque()).append(future)
+        self._grant()  # a free slot this flow may take is granted here, without waiting
         try:
             await future
         except asyncio.CancelledError:
             if future.done() and not future.cancelled():
-                self.release()  # granted, but its request left before it could run
+                self.release(flow)  # granted, but its request left before it could run
             else:
                 self._forget(flow, future)
             raise
 
-    def release(self) -> None:
+    def release(self, flow: str = "") -> None:
         self._free += 1
+        if self._running[flow] > 0:
+            self._running[flow] -= 1
+            if not self._running[flow]:
+                del self._running[flow]
         self._grant()
 
+    def _active_flows(self) -> set[str]:
+        """Developers seen in the last ``window`` seconds, or running or waiting now."""
+        horizon = self._clock() - self._window
+        for flow in [f for f, at in self._seen.items() if at < horizon]:
+            del self._seen[flow]
+        return set(self._seen) | set(self._running) | set(self._flows)
+
     def _grant(self) -> None:
-        while self._free > 0 and self._flows:
-            flow, waiters = self._flows.popitem(last=False)
+        share = self.share_of()
+        while self._free > 0:
+            flow = next(
+                (f for f in self._flows if not self.share or self._running[f] < share), None
+            )
+            if flow is None:
+                if self._flows:  # flows wait at their share: look again as developers leave
+                    self._recheck_later()
+                return
+            waiters = self._flows.pop(flow)
             future = waiters.popleft()
             if waiters:  # served: to the back of the line
                 self._flows[flow] = waiters
             if future.done():  # cancelled while waiting
                 continue
             self._free -= 1
+            self._running[flow] += 1
             future.set_result(None)
+
+    def _recheck_later(self) -> None:
+        """A flow held at its share waits beside free slots; its share grows when another
+        developer drops out of the window, so grant again then."""
+        if self._timer is not None and not self._timer.cancelled():
+            return
+        if not self._seen:
+            return
+        due = min(self._seen.values()) + self._window - self._clock()
+
+        def fire() -> None:
+            self._timer = None
+            self._grant()
+
+        self._timer = asyncio.get_running_loop().call_later(max(0.05, due), fire)
 
     def _forget(self, flow: str, future: asyncio.Future) -> None:
         waiters = self._flows.get(flow)

@@ -22,8 +22,9 @@ import httpx
 from coderig.serve.auth import current_caller
 from coderig.serve.errors import OpenAIError
 from coderig.serve.metrics import GatewayMetrics
-from coderig.serve.pool import NoReplicaAvailable, Replica, ReplicaLost, ReplicaPool
+from coderig.serve.pool import Abandoned, NoReplicaAvailable, Replica, ReplicaLost, ReplicaPool
 from coderig.serve.routing import RouteDecision, Router
+from coderig.serve.supersede import Supersession
 from coderig.serve.upstream import (
     UpstreamFailure,
     UpstreamRejected,
@@ -68,6 +69,10 @@ class GenerationRequest:
     flow: str = ""
     # The API key's name it is charged to (token budgets, per-key usage); None when keyless.
     key: str | None = None
+    # An editor request: a newer one from the same developer about the same code replaces it
+    # (coderig.serve.supersede), which sets ``superseded``.
+    supersedable: bool = False
+    superseded: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
 
     def __post_init__(self) -> None:
         caller = current_caller.get()
@@ -132,6 +137,8 @@ class Generator:
         admission: Admission | None = None,
         fair_queuing: bool = True,
         pin_slots: bool = False,
+        supersede: bool = True,
+        share_slots: bool = False,
     ) -> None:
         self.pool = pool
         self.metrics = metrics
@@ -141,11 +148,17 @@ class Generator:
         self.admission = admission or Admission()
         # Round-robin between developers for a busy replica's slots; off: first come first served.
         self.fair_queuing = fair_queuing
+        # While several developers are about, each runs at most its share of a replica's slots
+        # (coderig.serve.fair), even if one stays idle.
+        for replica in pool.replicas:
+            replica.capacity.share = share_slots and fair_queuing
         # Name the engine slot a request runs in (llama-server's id_slot) instead of letting the
         # engine pick the idle slot whose prompt shares the most with it. Measured on a typing
         # team (BENCHMARKS.md), the engine's own choice showed 2-12x more suggestions: it sees
         # exact token prefixes, its RAM prompt cache, and which slots are really idle.
         self.pin_slots = pin_slots
+        # A developer's newer editor request replaces their older ones (coderig.serve.supersede).
+        self.supersession = Supersession() if supersede else None
         # fleet: awaited before routing; scale to zero (coderig.serve.idle) wakes replicas here.
         self.before_route: Callable[[GenerationRequest], Awaitable[None]] | None = None
         # Told the tokens (prompt + completion) each generation used, finished or cancelled:
@@ -237,6 +250,16 @@ class Generator:
         A request that reached no engine (the connection was refused: nothing ran) is sent to
         another ready replica, each replica tried once; never once anything came back.
         """
+        tracked = (
+            self.supersession.track(request)
+            if self.supersession is not None and request.supersedable
+            else contextlib.nullcontext()
+        )
+        with tracked:
+            async for event in self._route_and_run(request):
+                yield event
+
+    async def _route_and_run(self, request: GenerationRequest) -> AsyncIterator[Event]:
         if self.before_route is not None:
             await self.before_route(request)
         decision = self.choose_replica(request)
@@ -272,7 +295,11 @@ class Generator:
             flow = self._flow(request) or ""
             pinned = self.pinned
             async with self.pool.lease(
-                replica, prefer=decision.slot if pinned else None, flow=flow, pinned=pinned
+                replica,
+                prefer=decision.slot if pinned else None,
+                flow=flow,
+                pinned=pinned,
+                abandon=request.superseded,
             ) as slot:
                 self.router.record(decision, request.prompt, request.session, slot)
                 chunks = self.stream_from(replica, self.upstream_payload(request, slot))
@@ -282,6 +309,8 @@ class Generator:
                 # ends the generation), the replica stream closes now, not at GC.
                 async with contextlib.aclosing(chunks):
                     async for chunk in chunks:
+                        if request.superseded.is_set():
+                            raise Abandoned("superseded while running")
                         if chunk.get("usage"):
                             upstream_usage = chunk["usage"]
                         choices = chunk.get("choices") or []
@@ -322,14 +351,20 @@ class Generator:
             raise OpenAIError(
                 status, f"the engine rejected the request: {exc.message}", code="engine_error"
             ) from exc
+        except Abandoned as exc:
+            # A newer request from the same developer replaced this one (queued or running).
+            request.cancel_reason = "superseded"
+            self._count_cancelled(request, pieces)
+            raise OpenAIError(
+                409,
+                "superseded: a newer request from the same developer about the same code "
+                "replaced this one before it finished",
+                code="superseded",
+            ) from exc
         except (GeneratorExit, asyncio.CancelledError):
             # The consumer stopped early: the client left, or a post-processing rule ended it.
             # Leaving the lease and the upstream stream stops the engine within a token.
-            self.metrics.cancelled.labels(request.route, request.cancel_reason).inc()
-            self.metrics.tokens_saved.labels(request.cancel_reason).inc(
-                max(0, request.max_tokens - pieces)
-            )
-            self._used(request, request.prompt_tokens + pieces)
+            self._count_cancelled(request, pieces)
             raise
 
         replica.record_service_time(time.monotonic() - slot_started)
@@ -349,6 +384,13 @@ class Generator:
         )
         self._used(request, prompt_tokens + completion_tokens)
         yield Finished(finish_reason, prompt_tokens, completion_tokens)
+
+    def _count_cancelled(self, request: GenerationRequest, pieces: int) -> None:
+        self.metrics.cancelled.labels(request.route, request.cancel_reason).inc()
+        self.metrics.tokens_saved.labels(request.cancel_reason).inc(
+            max(0, request.max_tokens - pieces)
+        )
+        self._used(request, request.prompt_tokens + pieces)
 
     def _used(self, request: GenerationRequest, tokens: int) -> None:
         if self.on_tokens is not None:

@@ -101,7 +101,8 @@ class GatewayMetrics:
         )
         self.cancelled = Counter(
             "coderig_cancelled_requests",
-            "Generations stopped early, by why: client (disconnected) or a server-side rule.",
+            "Generations stopped early, by why: client (disconnected), superseded (a newer "
+            "editor request from the same developer replaced it) or a server-side rule.",
             ["route", "reason"],
             registry=r,
         )

@@ -65,6 +65,11 @@ class ReplicaLost(Exception):
     """The replica serving (or about to serve) a request died or was killed."""
 
 
+class Abandoned(Exception):
+    """The request gave up its place in the queue or its slot before it was done: a newer
+    request from the same developer replaced it (:mod:`coderig.serve.supersede`)."""
+
+
 class ReplicaStartError(Exception):
     """A replica could not start at all; the message carries the end of its log."""
 
@@ -146,9 +151,15 @@ class Replica:
         zero, as it may overrun), then a typical service time per ``slots`` for each request
         ahead of it: all those queued, or with fair queuing for ``flow`` only those its turn
         comes after (a developer behind someone else's burst waits one turn per flow, not the
-        whole burst).
+        whole burst). A flow held at its share of the slots (``FairSlots.share``) waits for its
+        own requests ahead of it, a share at a time.
         """
         slots = self.engine.slots
+        capacity = self.capacity
+        if flow is not None and capacity.share and capacity.running(flow) >= capacity.share_of():
+            # Held at its share of the slots: it waits for its own requests, a share at a time.
+            service = self.typical_service_time() or 0.0
+            return (capacity.waiting_in(flow) + 1) * service / capacity.share_of()
         if self.active < slots:
             return 0.0
         service = self.typical_service_time()
@@ -435,17 +446,23 @@ class ReplicaPool:
 
     @contextlib.asynccontextmanager
     async def lease(
-        self, replica: Replica, prefer: int | None = None, flow: str = "", pinned: bool = True
+        self,
+        replica: Replica,
+        prefer: int | None = None,
+        flow: str = "",
+        pinned: bool = True,
+        abandon: asyncio.Event | None = None,
     ) -> AsyncIterator[int]:
         """Hold one of ``replica``'s slots and yield its number: ``prefer`` when it is free,
         else the free one used longest ago. While all are busy, waiting requests get slots
         round-robin across ``flow`` (developer). ``pinned``: the request runs in exactly that
         slot of the engine (``id_slot``); else the engine picks one. Raises
-        :class:`ReplicaLost` if it dies meanwhile."""
+        :class:`ReplicaLost` if it dies meanwhile, :class:`Abandoned` if ``abandon`` is set
+        while it waits; the holder raises :class:`Abandoned` to leave a slot early."""
         lost = replica.lost
         replica.queued += 1
         try:
-            await _acquire_unless(replica.capacity, lost, flow)
+            await _acquire_unless(replica.capacity, lost, flow, abandon)
         finally:
             replica.queued -= 1
         # The semaphore counts free slots, so one is free now.
@@ -459,7 +476,7 @@ class ReplicaPool:
         left_early = False
         try:
             yield slot
-        except (GeneratorExit, asyncio.CancelledError):
+        except (GeneratorExit, asyncio.CancelledError, Abandoned):
             left_early = True
             raise
         finally:
@@ -469,18 +486,24 @@ class ReplicaPool:
                 # The client left, but llama-server finishes a prefill it started: the slot is
                 # busy for up to a prefill more. Lending it now would send the engine more
                 # requests than it has idle slots, and the extra one would wait inside it.
-                task = asyncio.create_task(self._free_when_idle(replica, slot, pinned))
+                task = asyncio.create_task(self._free_when_idle(replica, slot, pinned, flow))
                 self._background.add(task)
                 task.add_done_callback(self._background.discard)
             else:
-                self._free_slot(replica, slot)
+                self._free_slot(replica, slot, flow)
 
-    def _free_slot(self, replica: Replica, slot: int) -> None:
+    def _free_slot(self, replica: Replica, slot: int, flow: str) -> None:
         replica.slot_free[slot] = True
-        replica.capacity.release()
+        replica.capacity.release(flow)
 
     async def _free_when_idle(
-        self, replica: Replica, slot: int, pinned: bool, poll: float = 0.05, limit: float = 60.0
+        self,
+        replica: Replica,
+        slot: int,
+        pinned: bool,
+        flow: str,
+        poll: float = 0.05,
+        limit: float = 60.0,
     ) -> None:
         """Give the slot back once the engine says it stopped processing (``GET /slots``): that
         slot when requests are pinned to slots, else as soon as the engine runs no more
@@ -500,7 +523,7 @@ class ReplicaPool:
                     return
                 await asyncio.sleep(poll)
         finally:
-            self._free_slot(replica, slot)
+            self._free_slot(replica, slot, flow)
 
     # --- fleet: scale to zero (coderig.serve.idle) ------------------------------------------
 
@@ -527,27 +550,39 @@ class ReplicaPool:
         await self.start()
 
 
-async def _acquire_unless(semaphore: FairSlots, lost: asyncio.Event, flow: str) -> None:
+async def _acquire_unless(
+    semaphore: FairSlots, lost: asyncio.Event, flow: str, abandon: asyncio.Event | None
+) -> None:
+    """Acquire a slot, unless the replica is lost or the request is abandoned first."""
     if lost.is_set():
         raise ReplicaLost("replica is down")
-    if not semaphore.locked():
+    if abandon is not None and abandon.is_set():
+        raise Abandoned("the request was abandoned before it was queued")
+    if not semaphore.locked(flow):
         await semaphore.acquire(flow)
         return
     acquire = asyncio.ensure_future(semaphore.acquire(flow))
-    dead = asyncio.ensure_future(lost.wait())
+    stops = [asyncio.ensure_future(lost.wait())]
+    if abandon is not None:
+        stops.append(asyncio.ensure_future(abandon.wait()))
     try:
-        await asyncio.wait({acquire, dead}, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait({acquire, *stops}, return_when=asyncio.FIRST_COMPLETED)
     except asyncio.CancelledError:
-        dead.cancel()
+        for stop in stops:
+            stop.cancel()
         if acquire.done() and not acquire.cancelled():
-            semaphore.release()
+            semaphore.release(flow)
         acquire.cancel()
         raise
-    dead.cancel()
+    for stop in stops:
+        stop.cancel()
+    stopped = lost.is_set() or (abandon is not None and abandon.is_set())
     if acquire.done() and not acquire.cancelled():
-        if lost.is_set():
-            semaphore.release()
-            raise ReplicaLost("replica went down while the request was queued")
-        return
-    acquire.cancel()
-    raise ReplicaLost("replica went down while the request was queued")
+        if not stopped:
+            return
+        semaphore.release(flow)
+    else:
+        acquire.cancel()
+    if lost.is_set():
+        raise ReplicaLost("replica went down while the request was queued")
+    raise Abandoned("the request was abandoned while it was queued")

@@ -33,6 +33,7 @@ class ServeSettings(BaseModel):
     max_queue: int = Field(default=32, ge=0)
     max_queue_wait: float | None = Field(default=1.0, ge=0)
     fair_queuing: bool = True
+    share_slots: bool = False  # each developer at most its share of a replica's slots
     pin_slots: bool = False  # name the llama-server slot (id_slot) instead of letting it pick
     # --- llama.cpp replicas (llama-server) --------------------------------------------
     llama_server: Path | None = None  # None: coderig's build, or one on PATH
@@ -52,6 +53,11 @@ class ServeSettings(BaseModel):
     protect_metrics: bool = False
     # Editor APIs: time budget for requests that set none (llama.cpp's t_max_predict_ms).
     editor_time_budget_ms: int | None = Field(default=None, ge=1)
+    # Editor APIs: drop up to this many first lines of the code window, to an anchor line picked
+    # by content, so consecutive prompts start alike (coderig.serve.editors.window); 0 = off.
+    stable_window_lines: int = Field(default=16, ge=0)
+    # Editor APIs: a developer's newer request replaces their older one (serve.supersede).
+    supersede: bool = True
     # --- fleet (coderig.serve.fleet): vLLM, external upstreams, LoRA, scale to zero ---------
     replicas_auto: bool = False  # --replicas not given: vLLM runs one per GPU group
     upstreams: list[str] = Field(default_factory=list)

@@ -95,6 +95,7 @@ def generation_request(
         sampling={key: value for key, value in sampling.items() if value is not None},
         stop=list(rendered.stop) + list(stop or []),
         user=user,
+        supersedable=True,
     )
 
 

@@ -96,7 +96,9 @@ class PrefixTracker:
 class InfillAPI:
     def __init__(self, gateway) -> None:
         self.gateway = gateway
-        self.prompts = EditorPromptBuilder(gateway)
+        self.prompts = EditorPromptBuilder(
+            gateway, window_lines=gateway.settings.stable_window_lines
+        )
         self.languages = load_languages()
         self.tracker = PrefixTracker(gateway.settings.replicas)
         self.warmup: asyncio.Task | None = None

@@ -114,7 +114,9 @@ def split_fim(prompt: str, fim: FimTemplate | None) -> tuple[str, str] | None:
 class OllamaAPI:
     def __init__(self, gateway) -> None:
         self.gateway = gateway
-        self.prompts = EditorPromptBuilder(gateway)
+        self.prompts = EditorPromptBuilder(
+            gateway, window_lines=gateway.settings.stable_window_lines
+        )
         self.languages = load_languages()
         self.router = self._routes()
 

@@ -14,13 +14,16 @@ of recently changed or opened files, the clipboard (Tabby), chunks of other buff
 
 The code itself is trimmed to fit ``--max-model-len`` with the completion's ``max_tokens``, as
 llama.cpp does for ``/infill``: the suffix keeps at most a quarter of the room, from its start;
-the prefix keeps its end. Editors then get a completion instead of a context-length error.
+the prefix keeps its end. Editors then get a completion instead of a context-length error. The
+prefix then starts at a line chosen by content (:mod:`coderig.serve.editors.window`), so that a
+window sliding with the cursor still gives prompts that begin alike.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from coderig.serve.editors.window import stable_start
 from coderig.serve.errors import OpenAIError
 from coderig.serve.languages import Language
 from coderig.serve.prompts import RenderedPrompt
@@ -69,9 +72,13 @@ def render_snippets(snippets: list[ContextSnippet], language: Language | None) -
 class EditorPromptBuilder:
     """Builds editor prompts with the gateway's tokenizer and FIM template."""
 
-    def __init__(self, gateway, context_tokens: int = DEFAULT_CONTEXT_TOKENS) -> None:
+    def __init__(
+        self, gateway, context_tokens: int = DEFAULT_CONTEXT_TOKENS, window_lines: int = 0
+    ) -> None:
         self.gateway = gateway
         self.context_tokens = context_tokens
+        # Lines the code window's start may move to an anchor line (editors.window); 0 = off.
+        self.window_lines = window_lines
 
     def count(self, text: str) -> int:
         return len(self.gateway.tokenizer.encode(text)) if text else 0
@@ -89,6 +96,7 @@ class EditorPromptBuilder:
         """The prompt, leaving ``reserve`` tokens for the completion."""
         room = self.gateway.settings.max_model_len - reserve - TEMPLATE_MARGIN
         prefix, suffix, truncated = self._fit_code(prefix, suffix, middle, room)
+        prefix = stable_start(prefix, self.window_lines)
         code_tokens = self.count(prefix) + self.count(suffix or "") + self.count(middle)
         chosen = self._choose(list(snippets), language, room - code_tokens)
         block = render_snippets(chosen, language)

@@ -1,0 +1,87 @@
+"""The code window's start moves to an anchor line picked by content, so that consecutive
+prompts of a developer typing begin alike and the engine's prefix cache serves them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import coderig
+from coderig.serve.editors.window import stable_start
+
+# A real file to slide over: the gateway's own source.
+SOURCE = (Path(coderig.__file__).parent / "serve" / "generate.py").read_text().splitlines(True)
+
+
+def windows(size: int) -> list[str]:
+    """The prefix an editor sends on each new line: the last ``size`` lines above the cursor,
+    then the cursor's line typed so far."""
+    out = []
+    for cursor in range(size, len(SOURCE)):
+        out.append("".join(SOURCE[cursor - size : cursor]) + SOURCE[cursor][:4])
+    return out
+
+
+def shared_starts(prefixes: list[str]) -> float:
+    """Share of consecutive prompts whose first line is the same line of the file."""
+    same = sum(a.splitlines()[0] == b.splitlines()[0] for a, b in zip(prefixes, prefixes[1:]))
+    return same / (len(prefixes) - 1)
+
+
+def test_a_sliding_window_keeps_its_first_line_across_most_consecutive_prompts():
+    raw = windows(64)
+    anchored = [stable_start(p, 16) for p in raw]
+    # The raw window drops a line at every step; the anchored one mostly keeps its start.
+    # (The file has repeated lines, so an exact zero for the raw window is not guaranteed.)
+    assert shared_starts(raw) < 0.2
+    assert shared_starts(anchored) > 0.75
+
+
+def test_the_anchored_prompt_is_a_tail_of_the_window_cut_at_a_line_start():
+    for prefix in windows(64)[:50]:
+        kept = stable_start(prefix, 16)
+        assert prefix.endswith(kept)
+        dropped = prefix[: len(prefix) - len(kept)]
+        assert dropped == "" or dropped.endswith("\n")
+
+
+def test_at_most_lines_minus_one_lines_are_dropped():
+    for prefix in windows(200)[:40]:
+        dropped = prefix[: len(prefix) - len(stable_start(prefix, 8))]
+        assert dropped.count("\n") <= 7
+
+
+def test_never_more_than_a_quarter_of_a_short_window_is_dropped():
+    moved = 0
+    for prefix in windows(20)[:100]:
+        dropped = prefix[: len(prefix) - len(stable_start(prefix, 16))]
+        assert dropped.count("\n") <= 20 // 4
+        moved += dropped != ""
+    assert moved > 0
+
+
+def test_a_window_shorter_than_lines_is_left_whole():
+    for prefix in windows(12)[:100]:
+        assert stable_start(prefix, 16) == prefix
+
+
+def test_the_cursor_line_is_always_kept():
+    assert stable_start("x = 1\n", 16) == "x = 1\n"
+    assert stable_start("a = 1\nb = 2\nprint(", 16) == "a = 1\nb = 2\nprint("
+    prefix = "".join(f"v{i} = {i}\n" for i in range(40)) + "return v"
+    assert stable_start(prefix, 16).endswith("v39 = 39\nreturn v")
+
+
+def test_off_or_too_short_leaves_the_window_as_it_came():
+    prefix = "".join(SOURCE[:64])
+    assert stable_start(prefix, 0) == prefix
+    assert stable_start(prefix, 1) == prefix
+    assert stable_start("", 16) == ""
+    assert stable_start("only the cursor line", 16) == "only the cursor line"
+
+
+def test_a_window_growing_from_the_top_of_the_file_keeps_its_start():
+    """At the top of a file the editor sends everything above the cursor: the start never moves
+    until the window is long enough to drop lines, then stays on one anchor."""
+    grown = ["".join(SOURCE[:n]) for n in range(40, 80)]
+    anchored = [stable_start(p, 8) for p in grown]
+    assert shared_starts(anchored) > 0.9
