@@ -26,25 +26,8 @@ from coderig.bench.workload import (
     endpoint_kind,
     read_bodies,
 )
+from coderig.cli_types import DURATION
 from coderig.traffic.arrivals import ARRIVALS
-from coderig.units import parse_duration
-
-
-class Duration(click.ParamType):
-    """Go-style durations (``5s``, ``250ms``, ``2m``), as vegeta's flags take them."""
-
-    name = "duration"
-
-    def convert(self, value: Any, param: Any, ctx: Any) -> float:
-        if isinstance(value, float | int):
-            return float(value)
-        try:
-            return parse_duration(value)
-        except ValueError as exc:
-            self.fail(str(exc), param, ctx)
-
-
-DURATION = Duration()
 
 
 def _pairs(values: tuple[str, ...], sep: str, what: str) -> dict[str, str]:
