@@ -9,9 +9,8 @@ Python API::
     print(render_hist(results, parse_buckets("[0,100ms,1s]")), end="")
 
 Measuring is :mod:`coderig.bench.metrics` (what each figure means is defined there); this
-module only formats. The text and histogram reports are vegeta's byte for byte, which is why
-they go through our own Go-style tabwriter and duration printer (no Python library prints
-Go's ``text/tabwriter`` or ``time.Duration``).
+module only formats. The text and histogram reports are vegeta's byte for byte, so they go
+through our own ports of Go's ``text/tabwriter`` and ``time.Duration`` printing.
 """
 
 from __future__ import annotations
