@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import time
 
+from coderig.on_hours import Schedule
 from coderig.plan.calibrate import leave_one_out, load_calibration
 from coderig.plan.catalog import load_catalog
 from coderig.plan.predict import Deployment, predict
 from coderig.plan.simulate import Workload
 from coderig.plan.sizing import size_options
-from coderig.schedule import Schedule
 
 
 def main() -> None:

@@ -23,7 +23,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from coderig.units import parse_duration
+from coderig.cli_types import DURATION
 
 Labels = tuple[tuple[str, str], ...]
 
@@ -230,16 +230,17 @@ def scrape(client: httpx.Client, url: str) -> Scrape:
 
 @click.command()
 @click.argument("url", default="http://127.0.0.1:8000")
-@click.option("--interval", default="2s", show_default=True, help="Time between scrapes.")
+@click.option(
+    "--interval", type=DURATION, default="2s", show_default=True, help="Time between scrapes."
+)
 @click.option(
     "--once",
     is_flag=True,
     help="Scrape twice, one interval apart, print the view and exit (scripts, CI logs).",
 )
-def top(url: str, interval: str, once: bool) -> None:
+def top(url: str, interval: float, once: bool) -> None:
     """A live view of a coderig gateway's /metrics (the key, if needed: $CODERIG_API_KEY)."""
     url = url.rstrip("/").removesuffix("/v1")
-    every = parse_duration(interval)
     key = os.environ.get("CODERIG_API_KEY")
     headers = {"Authorization": f"Bearer {key}"} if key else {}
     console = Console()
@@ -249,13 +250,13 @@ def top(url: str, interval: str, once: bool) -> None:
         except httpx.HTTPError as exc:
             raise click.ClickException(f"cannot read {url}/metrics: {exc}") from exc
         if once:
-            time.sleep(every)
+            time.sleep(interval)
             console.print(render(compute_view(previous, scrape(client, url)), url))
             return
         with Live(console=console, auto_refresh=False, screen=False) as live:
             try:
                 while True:
-                    time.sleep(every)
+                    time.sleep(interval)
                     try:
                         current = scrape(client, url)
                     except httpx.HTTPError as exc:  # a restart, a network blip: keep watching

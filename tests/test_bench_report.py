@@ -15,15 +15,15 @@ from pathlib import Path
 
 import pytest
 
-from coderig.bench.report import (
-    distribution,
+from coderig.bench.metrics import (
+    ByteCounts,
+    Distribution,
+    Metrics,
+    OutputRate,
+    TokenCounts,
     histogram,
-    parse_buckets,
-    render_hist,
-    render_json,
-    render_text,
-    summarize,
 )
+from coderig.bench.report import parse_buckets, render_hist, render_json, render_text, summarize
 from coderig.bench.tabwriter import tabwrite
 from coderig.units import go_duration_string, vegeta_duration
 
@@ -75,41 +75,47 @@ def test_durations_print_as_go_and_vegeta_print_them(reference):
         assert vegeta_duration(ns / 1e9) == vegeta_string, ns
 
 
-def _summary_like_vegeta_readme() -> dict:
-    """A summary holding the exact figures the Go reference program formats."""
-    lat = {
-        "min": 0.090438129,
-        "mean": 0.113172398,
-        "50th": 0.108272568,
-        "90th": 0.13,
-        "95th": 0.14018235,
-        "99th": 0.247771566,
-        "max": 1.264815246,
-    }
-    empty = distribution([])
-    return {
-        "requests": 1200,
-        "rate": 120.0,
-        "throughput": 65.87,
-        "total_duration": 10.094965987,
-        "duration": 9.949883921,
-        "wait": 0.145082066,
-        "latencies": lat,
-        "bytes_in": {"total": 3714690, "mean": 3095.57},
-        "bytes_out": {"total": 0, "mean": 0.0},
-        "success": 0.5542,
-        "status_codes": {"0": 535, "200": 665},
-        "errors": ["Get http://localhost:6060: dial tcp 127.0.0.1:6060: connection refused"],
-        "ttft": empty,
-        "itl": empty,
-        "tpot": empty,
-        "prompt_tokens": {"total": 0, "mean": math.nan, "n": 0},
-        "completion_tokens": {"total": 0, "mean": math.nan, "n": 0, "source": "none"},
-        "output_tokens_per_second": {"run": math.nan, "per_request": empty},
-        "sched_lag": empty,
-        "not_sent": 0,
-        "not_sent_ratio": 0.0,
-    }
+def _summary_like_vegeta_readme() -> Metrics:
+    """Metrics holding the exact figures the Go reference program formats."""
+    lat = Distribution(
+        n=1200,
+        min=0.090438129,
+        mean=0.113172398,
+        p50=0.108272568,
+        p90=0.13,
+        p95=0.14018235,
+        p99=0.247771566,
+        max=1.264815246,
+        total=0.0,
+    )
+    empty = Distribution.of([])
+    return Metrics(
+        requests=1200,
+        scheduled=1200,
+        not_sent=0,
+        earliest=0.0,
+        latest=9.949883921,
+        end=10.094965987,
+        duration=9.949883921,
+        wait=0.145082066,
+        rate=120.0,
+        throughput=65.87,
+        latencies=lat,
+        bytes_in=ByteCounts(3714690, 3095.57),
+        bytes_out=ByteCounts(0, 0.0),
+        success=0.5542,
+        status_codes={"0": 535, "200": 665},
+        errors=["Get http://localhost:6060: dial tcp 127.0.0.1:6060: connection refused"],
+        ttft=empty,
+        itl=empty,
+        tpot=empty,
+        prompt_tokens=TokenCounts(0, math.nan, 0),
+        completion_tokens=TokenCounts(0, math.nan, 0, source="none"),
+        output_tokens_per_second=OutputRate(run=math.nan, per_request=empty),
+        not_sent_ratio=0.0,
+        sched_lag=empty,
+        attack={},
+    )
 
 
 def test_text_report_vegeta_block_is_byte_identical_to_go(reference):
@@ -175,17 +181,17 @@ def test_summary_definitions_follow_vegeta_metrics():
             "scheduled": 3.0,
         },
     ]
-    s = summarize({}, results)
-    assert s["requests"] == 3 and s["scheduled"] == 4 and s["not_sent"] == 1
-    assert s["duration"] == pytest.approx(2.0)  # first send to last send
-    assert s["wait"] == pytest.approx(0.5)  # last send to its end
-    assert s["rate"] == pytest.approx(1.5)
-    assert s["throughput"] == pytest.approx(2 / 2.5)
-    assert s["success"] == pytest.approx(2 / 3)
-    assert s["status_codes"] == {"200": 2, "500": 1}
-    assert s["errors"] == ["500 Internal Server Error"]  # not-sent is reported apart
-    assert s["latencies"]["max"] == pytest.approx(0.5)
-    assert s["sched_lag"]["max"] == pytest.approx(0.01)
+    s = Metrics.of({}, results)
+    assert s.requests == 3 and s.scheduled == 4 and s.not_sent == 1
+    assert s.duration == pytest.approx(2.0)  # first send to last send
+    assert s.wait == pytest.approx(0.5)  # last send to its end
+    assert s.rate == pytest.approx(1.5)
+    assert s.throughput == pytest.approx(2 / 2.5)
+    assert s.success == pytest.approx(2 / 3)
+    assert s.status_codes == {"200": 2, "500": 1}
+    assert s.errors == ["500 Internal Server Error"]  # not-sent is reported apart
+    assert s.latencies.max == pytest.approx(0.5)
+    assert s.sched_lag.max == pytest.approx(0.01)
     text = render_text(s)
     assert "Not Sent      [max-inflight, ratio]             1, 25.00%" in text
     assert json.loads(render_json(s))["ttft"]["mean"] is None  # NaN -> null
@@ -196,10 +202,49 @@ def test_token_figures():
         _result(0, 0.0, 0.5, tokens=(0.1, 0.2, 0.3, 0.5), completion=4),
         _result(1, 1.0, 1.5, tokens=(1.2, 1.3, 1.4, 1.5), completion=4),
     ]
-    s = summarize({}, results)
-    assert s["ttft"]["min"] == pytest.approx(0.1) and s["ttft"]["max"] == pytest.approx(0.2)
-    assert s["itl"]["n"] == 6 and s["itl"]["max"] == pytest.approx(0.2)
-    assert s["tpot"]["mean"] == pytest.approx(((0.4 / 3) + (0.3 / 3)) / 2)
-    assert s["completion_tokens"]["total"] == 8
-    assert s["output_tokens_per_second"]["run"] == pytest.approx(8 / 1.5)
-    assert s["output_tokens_per_second"]["per_request"]["mean"] == pytest.approx(8.0)
+    s = Metrics.of({}, results)
+    assert s.ttft.min == pytest.approx(0.1) and s.ttft.max == pytest.approx(0.2)
+    assert s.itl.n == 6 and s.itl.max == pytest.approx(0.2)
+    assert s.tpot.mean == pytest.approx(((0.4 / 3) + (0.3 / 3)) / 2)
+    assert s.completion_tokens.total == 8
+    assert s.output_tokens_per_second.run == pytest.approx(8 / 1.5)
+    assert s.output_tokens_per_second.per_request.mean == pytest.approx(8.0)
+
+
+def test_json_report_is_the_metrics_object_with_its_documented_keys():
+    results = [
+        _result(0, 0.0, 0.5, tokens=(0.1,), completion=1),
+        _result(1, 1.0, 1.2, status=500, error="500 Internal Server Error"),
+    ]
+    header = {"name": "n", "url": "http://x", "rate": 2, "tags": {"gpu": "none"}, "other": 1}
+    obj = json.loads(render_json(Metrics.of(header, results)))
+    assert list(obj) == [
+        "requests", "scheduled", "not_sent", "earliest", "latest", "end", "duration", "wait",
+        "total_duration", "rate", "throughput", "latencies", "bytes_in", "bytes_out", "success",
+        "status_codes", "errors", "ttft", "itl", "tpot", "prompt_tokens", "completion_tokens",
+        "output_tokens_per_second", "not_sent_ratio", "sched_lag", "attack",
+    ]  # fmt: skip
+    keys = ["n", "min", "mean", "50th", "90th", "95th", "99th", "max", "total"]
+    for name in ("latencies", "ttft", "itl", "tpot", "sched_lag"):
+        assert list(obj[name]) == keys
+    assert list(obj["output_tokens_per_second"]["per_request"]) == keys
+    assert list(obj["prompt_tokens"]) == ["total", "mean", "n"]
+    assert list(obj["completion_tokens"]) == ["total", "mean", "n", "source"]
+    assert obj["attack"]["tags"] == {"gpu": "none"} and "other" not in obj["attack"]
+    assert obj["tpot"]["mean"] is None and obj["itl"]["n"] == 0  # one token: NaN -> null
+    assert summarize(header, results)["latencies"]["50th"] == obj["latencies"]["50th"]
+
+
+def test_histogram_puts_what_no_bucket_holds_in_the_last_one_as_vegeta_does():
+    # below the first bound and NaN fall through every [b[i], b[i+1]) test into +Inf
+    assert histogram([-1.0, math.nan, 0.5], [0.0, 1.0]) == [1, 2]
+    # an empty bucket [1s, 1s) takes nothing
+    assert histogram([0.5, 1.0, 1.5], [0.0, 1.0, 1.0, 2.0]) == [1, 0, 2, 0]
+    assert histogram([], [0.0, 1.0]) == [0, 0]
+
+
+def test_a_percentile_outside_the_reported_ones_is_refused():
+    d = Distribution.of([1.0, 2.0, 3.0])
+    assert d.percentile(50) == d.p50 == 2.0
+    with pytest.raises(ValueError, match="percentile"):
+        d.percentile(75)

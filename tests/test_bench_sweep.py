@@ -90,6 +90,6 @@ def test_slo_search_finds_the_knee_of_a_single_server_queue(llm_server):  # noqa
     assert any(not s.meets_slo for s in tried.values())
     assert all(not s.meets_slo for r, s in tried.items() if r > 1.5 * capacity)
     assert sweep.best_rate is not None and capacity / 4 <= sweep.best_rate < 1.5 * capacity
-    assert tried[sweep.best_rate].summary["latencies"]["99th"] <= 0.15
+    assert tried[sweep.best_rate].summary.latencies.p99 <= 0.15
     # every rate above the best one that was tried missed: the answer is the knee
     assert all(not s.meets_slo for r, s in tried.items() if r > sweep.best_rate)

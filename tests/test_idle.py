@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from coderig.models import embedded_model_path
-from coderig.schedule import DAYS, Schedule
+from coderig.on_hours import DAYS, Schedule
 from coderig.serve.idle import IdleController, PowerState, decide
 from coderig.serve.metrics import GatewayMetrics
 from coderig.serve.pool import ReplicaPool, ReplicaState

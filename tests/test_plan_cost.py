@@ -1,8 +1,8 @@
 import pytest
 
+from coderig.on_hours import Schedule
 from coderig.plan.catalog import load_catalog
 from coderig.plan.cost import cold_start_seconds, monthly_cost
-from coderig.schedule import Schedule
 
 
 def test_always_on_cost_per_developer_and_seats():

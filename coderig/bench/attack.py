@@ -7,7 +7,7 @@ Python API (what ``coderig bench attack`` runs)::
 
 ``run_attack`` is the sync wrapper around ``async attack(config)``; both return the results
 header (a dict) and one dict per scheduled request, in the format of docs/results-format.md,
-ready for :func:`coderig.bench.report.summarize` or :func:`coderig.bench.results.write_results`.
+ready for :meth:`coderig.bench.metrics.Metrics.of` or :func:`coderig.bench.results.write_results`.
 
 How it stays honest: a single scheduler task sleeps until each send time and spawns the request
 as its own task — it never awaits a response, so a slow server cannot delay the next send.

@@ -26,25 +26,8 @@ from coderig.bench.workload import (
     endpoint_kind,
     read_bodies,
 )
+from coderig.cli_types import DURATION
 from coderig.traffic.arrivals import ARRIVALS
-from coderig.units import parse_duration
-
-
-class Duration(click.ParamType):
-    """Go-style durations (``5s``, ``250ms``, ``2m``), as vegeta's flags take them."""
-
-    name = "duration"
-
-    def convert(self, value: Any, param: Any, ctx: Any) -> float:
-        if isinstance(value, float | int):
-            return float(value)
-        try:
-            return parse_duration(value)
-        except ValueError as exc:
-            self.fail(str(exc), param, ctx)
-
-
-DURATION = Duration()
 
 
 def _pairs(values: tuple[str, ...], sep: str, what: str) -> dict[str, str]:
@@ -325,9 +308,10 @@ def attack(
         if out is not sys.stdout:
             out.close()
     if print_report:
-        from coderig.bench.report import render_text, summarize
+        from coderig.bench.metrics import Metrics
+        from coderig.bench.report import render_text
 
-        click.echo(render_text(summarize(header, results)), err=True, nl=False)
+        click.echo(render_text(Metrics.of(header, results)), err=True, nl=False)
 
 
 def _run(config: AttackConfig, on_tick: Any) -> tuple[dict, list[dict]]:
@@ -340,18 +324,19 @@ def _run(config: AttackConfig, on_tick: Any) -> tuple[dict, list[dict]]:
 def _renderer(type_: str, buckets: str | None) -> Any:
     """A function (header, results) -> report text for ``--type``; a typing run's results get
     the typing summary (shown, cancelled, accepted...)."""
-    from coderig.bench.report import parse_buckets, render_hist, render_json, render_text, summarize
+    from coderig.bench.metrics import Metrics
+    from coderig.bench.report import parse_buckets, render_hist, render_json, render_text
     from coderig.bench.typing_report import is_typing, render_typing_text, summarize_typing
 
     def text(h: dict, r: list[dict]) -> str:
         if is_typing(h):
             return render_typing_text(summarize_typing(h, r))
-        return render_text(summarize(h, r))
+        return render_text(Metrics.of(h, r))
 
     def json_(h: dict, r: list[dict]) -> str:
         if is_typing(h):
             return json.dumps(summarize_typing(h, r).to_dict()) + "\n"
-        return render_json(summarize(h, r))
+        return render_json(Metrics.of(h, r))
 
     if type_ == "text":
         return text
@@ -545,7 +530,7 @@ def sweep(
         verdict = "" if step.meets_slo is None else (" ok" if step.meets_slo else " miss")
         err.print(
             f"rate {step.rate:g}: p{percentile} "
-            f"{s['latencies'][percentile + 'th']:.4f}s success {s['success']:.2%}{verdict}"
+            f"{s.latencies.percentile(int(percentile)):.4f}s success {s.success:.2%}{verdict}"
         )
 
     try:

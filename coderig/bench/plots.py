@@ -20,34 +20,29 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator  # noqa: E402
 
+from coderig.bench.metrics import sent_latencies  # noqa: E402
 from coderig.bench.sweep import Sweep  # noqa: E402
 from coderig.units import vegeta_duration  # noqa: E402
 
 
 def _latencies(results: list[dict]) -> np.ndarray:
-    return np.array(
-        [
-            r["end"] - r["sent"]
-            for r in results
-            if not r.get("not_sent") and r["sent"] is not None and r["end"] is not None
-        ]
-    )
+    return np.array(sent_latencies(results))
 
 
 def percentiles_figure(sweep: Sweep) -> Any:
     steps = sweep.by_rate()
     rates = [s.rate for s in steps]
     fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
-    for key, style in (("50th", "o-"), ("90th", "s-"), ("99th", "^-")):
-        ax.plot(rates, [s.summary["latencies"][key] for s in steps], style, label=f"p{key[:-2]}")
-    if any(s.summary["ttft"]["n"] for s in steps):
-        for key, style in (("50th", "o--"), ("99th", "^--")):
+    for p, style in ((50, "o-"), (90, "s-"), (99, "^-")):
+        ax.plot(rates, [s.summary.latencies.percentile(p) for s in steps], style, label=f"p{p}")
+    if any(s.summary.ttft.n for s in steps):
+        for p, style in ((50, "o--"), (99, "^--")):
             ax.plot(
                 rates,
-                [s.summary["ttft"][key] for s in steps],
+                [s.summary.ttft.percentile(p) for s in steps],
                 style,
                 alpha=0.7,
-                label=f"TTFT p{key[:-2]}",
+                label=f"TTFT p{p}",
             )
     if sweep.slo is not None:
         ax.axhline(sweep.slo, color="red", linestyle=":", label=f"SLO p{sweep.percentile}")
@@ -59,10 +54,10 @@ def percentiles_figure(sweep: Sweep) -> Any:
     # Latency counts failures too (as vegeta's does): a fast 429 pulls percentiles down, so
     # say where requests failed rather than let a dip read as an improvement.
     for s in steps:
-        if s.summary["success"] == s.summary["success"] and s.summary["success"] < 0.995:
+        if s.summary.success == s.summary.success and s.summary.success < 0.995:
             ax.annotate(
-                f"{s.summary['success']:.0%} ok",
-                (s.rate, s.summary["latencies"]["99th"]),
+                f"{s.summary.success:.0%} ok",
+                (s.rate, s.summary.latencies.p99),
                 textcoords="offset points",
                 xytext=(0, 8),
                 ha="center",
@@ -112,22 +107,20 @@ def table_rows(sweep: Sweep) -> list[dict[str, str]]:
     rows = []
     for s in sweep.by_rate():
         m = s.summary
-        lat = m["latencies"]
+        lat = m.latencies
         rows.append(
             {
                 "rate": f"{s.rate:g}",
-                "achieved": f"{m['rate']:.2f}",
-                "requests": str(m["requests"]),
-                "p50": vegeta_duration(lat["50th"]),
-                "p90": vegeta_duration(lat["90th"]),
-                "p99": vegeta_duration(lat["99th"]),
-                "ttft p50": vegeta_duration(m["ttft"]["50th"]) if m["ttft"]["n"] else "-",
-                "throughput": f"{m['throughput']:.2f}",
-                "tok/s": f"{m['output_tokens_per_second']['run']:.1f}"
-                if m["completion_tokens"]["n"]
-                else "-",
-                "success": f"{m['success'] * 100:.2f}%",
-                "not sent": str(m["not_sent"]),
+                "achieved": f"{m.rate:.2f}",
+                "requests": str(m.requests),
+                "p50": vegeta_duration(lat.p50),
+                "p90": vegeta_duration(lat.p90),
+                "p99": vegeta_duration(lat.p99),
+                "ttft p50": vegeta_duration(m.ttft.p50) if m.ttft.n else "-",
+                "throughput": f"{m.throughput:.2f}",
+                "tok/s": f"{m.output_tokens_per_second.run:.1f}" if m.completion_tokens.n else "-",
+                "success": f"{m.success * 100:.2f}%",
+                "not sent": str(m.not_sent),
                 "slo": "" if s.meets_slo is None else ("ok" if s.meets_slo else "miss"),
             }
         )

@@ -88,6 +88,18 @@ def result_to_dict(r: Result) -> dict[str, Any]:
     }
 
 
+def nan_to_null(x: Any) -> Any:
+    """``x`` with every NaN float replaced by None: JSON has no NaN, so an undefined figure is
+    written as null (in every JSON object the bench writes)."""
+    if isinstance(x, float) and x != x:
+        return None
+    if isinstance(x, dict):
+        return {k: nan_to_null(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [nan_to_null(v) for v in x]
+    return x
+
+
 def _dumps(obj: dict) -> str:
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
 

@@ -27,8 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from coderig.bench.attack import AttackConfig, run_attack
-from coderig.bench.report import summarize
-from coderig.bench.results import write_results
+from coderig.bench.metrics import Metrics
+from coderig.bench.results import nan_to_null, write_results
 
 
 @dataclass
@@ -38,7 +38,7 @@ class SweepStep:
     rate: float
     header: dict
     results: list[dict]
-    summary: dict[str, Any]
+    summary: Metrics
     meets_slo: bool | None = None
     path: str | None = None
 
@@ -61,15 +61,20 @@ class Sweep:
             "min_success": self.min_success,
             "best_rate": self.best_rate,
             "steps": [
-                {"rate": s.rate, "meets_slo": s.meets_slo, "path": s.path, "summary": s.summary}
+                {
+                    "rate": s.rate,
+                    "meets_slo": s.meets_slo,
+                    "path": s.path,
+                    "summary": s.summary.to_dict(),
+                }
                 for s in self.by_rate()
             ],
         }
 
 
-def _meets(summary: dict, slo: float, percentile: int, min_success: float) -> bool:
-    lat = summary["latencies"][f"{percentile}th"]
-    success = summary["success"]
+def _meets(summary: Metrics, slo: float, percentile: int, min_success: float) -> bool:
+    lat = summary.latencies.percentile(percentile)
+    success = summary.success
     return lat == lat and lat <= slo and success == success and success >= min_success
 
 
@@ -109,7 +114,7 @@ def run_sweep(
                 header, results = run_attack(config, on_tick)
         else:
             header, results = run_attack(config)
-        summary = summarize(header, results)
+        summary = Metrics.of(header, results)
         s = SweepStep(rate, header, results, summary)
         if slo is not None:
             s.meets_slo = _meets(summary, slo, percentile, min_success)
@@ -131,7 +136,7 @@ def run_sweep(
     else:
         sweep.best_rate = _search(step, min_rate, max_rate, steps)
     if out:
-        (out / "sweep.json").write_text(json.dumps(_nan_free(sweep.to_json()), indent=1))
+        (out / "sweep.json").write_text(json.dumps(nan_to_null(sweep.to_json()), indent=1))
     return sweep
 
 
@@ -162,13 +167,3 @@ def _search(
         else:
             bad = mid
     return good
-
-
-def _nan_free(x: Any) -> Any:
-    if isinstance(x, float) and x != x:
-        return None
-    if isinstance(x, dict):
-        return {k: _nan_free(v) for k, v in x.items()}
-    if isinstance(x, list):
-        return [_nan_free(v) for v in x]
-    return x

@@ -14,13 +14,13 @@ exact (numpy's linear interpolation, as in the attack's report).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 
+from coderig.bench.results import nan_to_null
 from coderig.bench.tabwriter import tabwrite
 from coderig.units import vegeta_duration
 
@@ -124,7 +124,7 @@ class TypingSummary:
             cached_ratio=self.cached_ratio,
             headline=self.headline(),
         )
-        return _nan_to_none(out)
+        return nan_to_null(out)
 
 
 def summarize_typing(header: dict, results: Sequence[dict]) -> TypingSummary:
@@ -196,13 +196,3 @@ def _pct(x: float) -> str:
 
 def _f1(x: float) -> str:
     return "NaN" if x != x else f"{x:.1f}"
-
-
-def _nan_to_none(x: Any) -> Any:
-    if isinstance(x, float) and math.isnan(x):
-        return None
-    if isinstance(x, dict):
-        return {k: _nan_to_none(v) for k, v in x.items()}
-    if isinstance(x, list):
-        return [_nan_to_none(v) for v in x]
-    return x

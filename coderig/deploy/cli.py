@@ -9,8 +9,8 @@ from pathlib import Path
 import click
 from rich.console import Console
 
+from coderig.cli_types import DURATION
 from coderig.deploy.ray_app_config import APP_NAME, RayAppConfig
-from coderig.units import parse_duration
 
 
 @click.group()
@@ -57,6 +57,7 @@ def deploy() -> None:
 )
 @click.option(
     "--idle-shutdown",
+    type=DURATION,
     default="15m",
     show_default=True,
     help="Scale down (to --min-replicas, 0 = scale to zero) after this long without load.",
@@ -93,10 +94,7 @@ def config_from_options(options: dict) -> RayAppConfig:
     vllm = options["engine"] == "vllm"
     gpus = options["gpus_per_replica"]
     target = options["target_ongoing_requests"] or (32.0 if vllm else 1.0)
-    try:
-        idle = parse_duration(options["idle_shutdown"])
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--idle-shutdown") from exc
+    idle = options["idle_shutdown"]
     if options["min_replicas"] > options["max_replicas"]:
         raise click.BadParameter("must not exceed --max-replicas", param_hint="--min-replicas")
     return RayAppConfig(

@@ -20,10 +20,9 @@ from urllib.parse import urlsplit
 import httpx
 
 from coderig.engines.base import UPSTREAM_KEY_ENV, Dialect, Launch, bearer_headers
+from coderig.engines.errors import UpstreamUnreachable
 
-
-class UpstreamUnreachable(Exception):
-    """No upstream answered ``/v1/models`` at startup; the message names the URLs tried."""
+__all__ = ["ExternalEngine", "UpstreamUnreachable", "list_upstream_models", "normalize_upstream"]
 
 
 def normalize_upstream(url: str) -> str:
@@ -41,7 +40,9 @@ def normalize_upstream(url: str) -> str:
 
 
 def list_upstream_models(urls: list[str], timeout: float = 5.0) -> list[str]:
-    """Model ids the first answering upstream serves, in its order (base model first)."""
+    """Model ids the first answering upstream serves, in its order (base model first).
+
+    Raises :class:`UpstreamUnreachable` when no upstream answers ``/v1/models``."""
     errors = []
     for url in urls:
         try:

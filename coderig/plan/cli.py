@@ -12,6 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from coderig.console import make_console
+from coderig.on_hours import Schedule
 from coderig.plan.calibrate import (
     LooRow,
     Run,
@@ -30,7 +31,6 @@ from coderig.plan.roofline import Factors
 from coderig.plan.simulate import Workload
 from coderig.plan.sizing import Option, size_options
 from coderig.plan.traffic import traffic_for
-from coderig.schedule import Schedule
 from coderig.units import parse_duration
 
 DEFAULT_MODEL = "qwen2.5-coder-7b"

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from coderig.on_hours import Schedule
 from coderig.plan.catalog import GPU, Catalog, DType, Model
-from coderig.schedule import Schedule
 
 __all__ = ["Cost", "cold_start_seconds", "monthly_cost"]
 

@@ -15,13 +15,13 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from coderig.on_hours import Schedule
 from coderig.plan.catalog import Catalog
 from coderig.plan.cost import Cost, cold_start_seconds, monthly_cost
 from coderig.plan.memory import TP_DEGREES, Fit, fit
 from coderig.plan.predict import Deployment, predict, unloaded_latency
 from coderig.plan.roofline import Factors
 from coderig.plan.simulate import SimResult, Workload
-from coderig.schedule import Schedule
 
 __all__ = ["Option", "replicas_for_slo", "size_options"]
 

@@ -14,7 +14,7 @@ from rich.console import Console
 from coderig.engines.dialect import OpenAIDialect
 from coderig.engines.lora import check_gguf_adapter
 from coderig.models import ModelNotFound, resolve_model
-from coderig.schedule import Schedule
+from coderig.on_hours import Schedule
 from coderig.serve.fim import FimConfigError, choose_template
 from coderig.serve.settings import ServeSettings
 

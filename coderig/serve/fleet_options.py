@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from coderig.engines.lora import parse_lora_specs
-from coderig.schedule import Schedule
+from coderig.on_hours import Schedule
 from coderig.units import parse_duration
 
 ENGINES = ("llamacpp", "vllm", "external")

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from datetime import datetime
 from enum import StrEnum
 
-from coderig.schedule import Schedule
+from coderig.on_hours import Schedule
 from coderig.serve.errors import OpenAIError
 from coderig.serve.pool import ReplicaPool, ReplicaStartError
 

@@ -1,4 +1,4 @@
-"""Weekly on/off windows: when a deployment should be up.
+"""Weekly on-hours: the on/off windows in which a deployment should be up.
 
 One syntax for everything that scales to zero: ``coderig serve --schedule "mon-fri 08:00-19:00"``
 starts and stops replicas with it, and ``coderig plan --hours 9-18 --days mon-fri`` prices it.
@@ -19,6 +19,9 @@ Grammar (case-insensitive)::
 
 Examples: ``"mon-fri 08:00-19:00"``, ``"mon,wed 9-17"``, ``"mon-fri 9-12; sat 10-14"``,
 ``"fri 22:00-02:00"`` (Friday night into Saturday), ``"00:00-24:00"`` (always on).
+
+Named ``on_hours`` rather than ``schedule`` so it is not mistaken for the attack's send times
+(:mod:`coderig.traffic.arrivals`).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@ from datetime import datetime
 
 import pytest
 
-from coderig.schedule import DAYS_PER_MONTH, Schedule
+from coderig.on_hours import DAYS_PER_MONTH, Schedule
 
 # 2026-11-23 is a Monday.
 MON = datetime(2026, 11, 23)

@@ -1,0 +1,43 @@
+"""Click parameter types shared by every ``coderig`` command, so a flag reads the same everywhere.
+
+:data:`DURATION` takes what :func:`coderig.units.parse_duration` reads (``1.5s``, ``250ms``,
+``2m``, ``1h30m``, a bare number of seconds) and gives float seconds; a bad value is a usage
+error naming the flag. :data:`DURATION_OR_OFF` also takes ``off``/``none`` (None: no limit), for
+limits that can be switched off.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from coderig.units import parse_duration
+
+__all__ = ["DURATION", "DURATION_OR_OFF", "Duration"]
+
+
+class Duration(click.ParamType):
+    """Go-style durations (``5s``, ``250ms``, ``2m``), as vegeta's flags take them, in seconds.
+
+    ``off_words`` are values that mean "no duration" and convert to None.
+    """
+
+    name = "duration"
+
+    def __init__(self, off_words: tuple[str, ...] = ()) -> None:
+        self.off_words = off_words
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, float | int):  # a default given as a number
+            return float(value)
+        if value in self.off_words:
+            return None
+        try:
+            return parse_duration(value)
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+DURATION = Duration()
+DURATION_OR_OFF = Duration(off_words=("off", "none"))
