@@ -1,6 +1,6 @@
 """Fair queuing between developers: five developers sending at a normal rate and one at ten times
-it, against `coderig serve` with fair queuing (the default) and first-come-first-served
-(`--fifo-queuing`), and the five alone (the quiet run), in one run.
+it, against `coderig serve` with fair queuing (the default), fair queuing with `--share-slots`, and
+first-come-first-served (`--fifo-queuing`), and the five alone (the quiet run), in one run.
 
 Open loop: each developer sends Poisson arrivals (seeded) of distinct ~100-token code prompts cut
 from the Python standard library, 16 output tokens (`ignore_eos`), non-streaming, identified by
@@ -162,6 +162,7 @@ def main() -> None:
     for label, flags, noisy in (
         ("quiet (no noisy developer)", [], False),
         ("noisy, fair queuing", [], True),
+        ("noisy, fair queuing + share slots", ["--share-slots"], True),
         ("noisy, FIFO", ["--fifo-queuing"], True),
     ):
         server = serve("--slots", str(args.slots), *flags)
@@ -175,7 +176,7 @@ def main() -> None:
             row(label, "noisy", [r for r in results if r[0] == "noisy"])
     base = p99s["quiet (no noisy developer)"]
     print()
-    for label in ("noisy, fair queuing", "noisy, FIFO"):
+    for label in ("noisy, fair queuing", "noisy, fair queuing + share slots", "noisy, FIFO"):
         print(f"- the {args.developers}' p99, {label}: {p99s[label] / base:.2f}x the quiet run")
 
 

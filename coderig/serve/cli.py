@@ -16,6 +16,7 @@ from pathlib import Path
 import click
 from rich.console import Console
 
+from coderig.cli_types import DURATION, DURATION_OR_OFF
 from coderig.models import ModelNotFound, resolve_model
 from coderig.serve import fleet
 from coderig.serve.fim import FimConfigError, choose_template
@@ -100,12 +101,14 @@ def _print_data_file_option(flag: str, name: str, help: str):
 @click.option("--max-body-size", default="2MiB", show_default=True, help="Largest request body.")
 @click.option(
     "--stall-timeout",
+    type=DURATION,
     default="120s",
     show_default=True,
     help="Fail a request whose replica produces nothing for this long.",
 )
 @click.option(
     "--startup-timeout",
+    type=DURATION,
     default="300s",
     show_default=True,
     help="How long a replica may take to become healthy.",
@@ -178,12 +181,14 @@ def _print_data_file_option(flag: str, name: str, help: str):
 )
 @click.option(
     "--header-timeout",
+    type=DURATION,
     default="10s",
     show_default=True,
     help="Time a client has to send a request's head (slowloris guard; 408 beyond).",
 )
 @click.option(
     "--body-timeout",
+    type=DURATION,
     default="30s",
     show_default=True,
     help="Time a client has to send a request's body (408 beyond).",
@@ -212,6 +217,7 @@ def _print_data_file_option(flag: str, name: str, help: str):
 )
 @click.option(
     "--max-queue-wait",
+    type=DURATION_OR_OFF,
     default="1s",
     show_default=True,
     help="Refuse (429 + Retry-After) a request that would wait longer than this for a "
@@ -278,6 +284,7 @@ def _print_data_file_option(flag: str, name: str, help: str):
 )
 @click.option(
     "--editor-time-budget",
+    type=DURATION,
     default=None,
     help="Editor APIs (Tabby, /infill, Ollama): stop generating this long after the first "
     "token, once a line is complete, when the request sets no t_max_predict_ms (e.g. 1500ms).",
@@ -332,8 +339,8 @@ def serve(**options) -> None:
             max_tokens_limit=options["max_tokens_limit"],
             fim_template=options["fim_template"],
             max_body_bytes=parse_size(options["max_body_size"]),
-            stall_timeout=parse_duration(options["stall_timeout"]),
-            startup_timeout=parse_duration(options["startup_timeout"]),
+            stall_timeout=options["stall_timeout"],
+            startup_timeout=options["startup_timeout"],
             log_dir=options["log_dir"],
             api_keys_file=options["api_keys_file"],
             admin_keys_file=options["admin_keys_file"],
@@ -345,16 +352,14 @@ def serve(**options) -> None:
             batch_size=options["batch_size"],
             llama_server_args=list(options["llama_server_args"]),
             max_head_bytes=parse_size(options["max_header_size"]),
-            head_timeout=parse_duration(options["header_timeout"]),
-            body_read_timeout=parse_duration(options["body_timeout"]),
+            head_timeout=options["header_timeout"],
+            body_read_timeout=options["body_timeout"],
             max_connections=options["max_connections"],
             max_queue=options["max_queue"],
             fair_queuing=options["fair_queuing"],
             share_slots=options["share_slots"],
             pin_slots=options["pin_slots"],
-            max_queue_wait=None
-            if options["max_queue_wait"] in ("off", "none")
-            else parse_duration(options["max_queue_wait"]),
+            max_queue_wait=options["max_queue_wait"],
             rate_limit_per_key=options["rate_limit_per_key"],
             tokens_per_minute_per_key=options["tokens_per_minute_per_key"],
             protect_metrics=options["protect_metrics"],
@@ -368,8 +373,8 @@ def serve(**options) -> None:
     run_gateway(settings, console, access_log=options["access_log"], log_level=options["log_level"])
 
 
-def _milliseconds(value: str | None) -> int | None:
-    return None if value is None else max(1, round(parse_duration(value) * 1000))
+def _milliseconds(seconds: float | None) -> int | None:
+    return None if seconds is None else max(1, round(seconds * 1000))
 
 
 def build_gateway(settings: ServeSettings, console: Console | None = None):

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import click
 
+from coderig.cli_types import Duration
 from coderig.engines.lora import parse_lora_specs
 from coderig.on_hours import Schedule
-from coderig.units import parse_duration
 
 ENGINES = ("llamacpp", "vllm", "external")
 
@@ -113,6 +113,7 @@ def fleet_options(command):
         ),
         click.option(
             "--idle-shutdown",
+            type=Duration(off_words=("",)),
             default=None,
             metavar="DURATION",
             help="Stop the replicas after this long without requests (e.g. 15m); the next "
@@ -139,7 +140,6 @@ def fleet_settings(options: dict) -> dict:
     )
     if options["schedule"]:
         Schedule.parse(options["schedule"])  # fail at startup, not at 8 am
-    idle = options["idle_shutdown"]
     return {
         "engine": options["engine"],
         "replicas_auto": replicas_auto,
@@ -156,6 +156,6 @@ def fleet_settings(options: dict) -> dict:
         "fp8": options["fp8"],
         "prefix_caching": options["prefix_caching"],
         "vllm_args": list(options["vllm_args"]),
-        "idle_shutdown": parse_duration(idle) if idle else None,
+        "idle_shutdown": options["idle_shutdown"],
         "schedule": options["schedule"],
     }

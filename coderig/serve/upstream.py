@@ -12,23 +12,14 @@ from collections.abc import AsyncIterator
 
 import httpx
 
+from coderig.engines.errors import UpstreamFailure, UpstreamRejected, UpstreamUnreachable
 
-class UpstreamFailure(Exception):
-    """The replica connection broke or stalled mid-request."""
-
-
-class UpstreamUnreachable(UpstreamFailure):
-    """No connection to the replica could be made: nothing reached the engine, so the request
-    can safely go to another replica."""
-
-
-class UpstreamRejected(Exception):
-    """The replica answered with an error status; ``status`` and ``message`` are its own."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
+__all__ = [
+    "UpstreamFailure",
+    "UpstreamRejected",
+    "UpstreamUnreachable",
+    "stream_completion",
+]
 
 
 async def stream_completion(
