@@ -99,3 +99,13 @@ def test_will_it_fit(catalog):
     assert longer.max_batch < h100.max_batch
     # 40 heads do not split over 8 GPUs... but do over 2 and 4; 28 heads not over 8 either.
     assert not fit(catalog.gpu("l4"), seven, bf16, catalog, tensor_parallel=8).fits
+
+
+def test_engine_budget_follows_vllm_defaults_by_memory_and_name(catalog):
+    """vLLM gives >= 70 GiB GPUs an 8192-token step budget, except the A100 (PR #17885)."""
+    from coderig.plan.memory import engine_limits
+
+    assert engine_limits(catalog.gpu("h100-sxm"), catalog) == (8192, 1024)
+    assert engine_limits(catalog.gpu("mi300x"), catalog) == (8192, 1024)
+    assert engine_limits(catalog.gpu("a100-80gb"), catalog) == (2048, 256)
+    assert engine_limits(catalog.gpu("rtx-4090"), catalog) == (2048, 256)
