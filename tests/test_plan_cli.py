@@ -156,3 +156,13 @@ def test_fit_and_catalog_commands():
     catalog = json.loads(run("catalog", "--json"))
     assert "mi300x" in catalog["gpus"] and "qwen2.5-coder-32b" in catalog["models"]
     assert "Models" in run("catalog")
+
+
+def test_validate_prints_the_out_of_sample_table_benchmarks_quotes():
+    data = json.loads(run("validate", "--json"))
+    assert data["summary"]["runs"] == len(data["rows"]) >= 25
+    assert all(row["url"] and row["date"] for row in data["rows"])
+    table = run("validate", "--markdown")
+    assert table.count("\n| ") == len(data["rows"]) + 1  # header separator + one per row
+    assert f"median {data['summary']['median_abs_pct']:.1f}%" in table
+    assert "out-of-sample p50 error" in run("validate")

@@ -618,6 +618,43 @@ def calibrate_cmd(
 
 
 # ---------------------------------------------------------------------------------------------
+@plan.command("validate")
+@click.option("--catalog", "catalog_files", multiple=True)
+@click.option("--markdown", is_flag=True, help="The table as Markdown (what BENCHMARKS.md quotes).")
+@click.option("--json", "as_json", is_flag=True)
+def validate_cmd(catalog_files, markdown, as_json):
+    """Out-of-sample error: predict every published run the factors were never fitted on."""
+    from coderig.plan.calibrate import load_calibration
+    from coderig.plan.validation import markdown_table, out_of_sample, summary
+
+    catalog = _load(catalog_files)
+    cal = load_calibration()
+    rows = out_of_sample(catalog, cal.factors, cal.runs)
+    result = summary(rows)
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "factors": cal.factors.to_dict(),
+                    "rows": [r.to_dict() for r in rows],
+                    "summary": result.__dict__,
+                },
+                indent=2,
+                default=_json_default,
+            )
+        )
+        return
+    if markdown:
+        click.echo(markdown_table(rows))
+        return
+    console = make_console()
+    console.print(
+        error_table([r.row for r in rows], "Published runs never fitted on (shipped factors)")
+    )
+    console.print(result.describe())
+
+
+# ---------------------------------------------------------------------------------------------
 @plan.command("catalog")
 @click.option("--catalog", "catalog_files", multiple=True)
 @click.option("--json", "as_json", is_flag=True)
