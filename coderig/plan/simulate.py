@@ -159,6 +159,7 @@ class _Replica:
         "busy_time",
         "admitted",
         "preemptions",
+        "kv_safe_until",
         "frontend_free",
         "frontend_busy",
     )
@@ -183,6 +184,7 @@ class _Replica:
         self.busy_time = 0.0
         self.admitted = 0  # requests this replica has started; its first one finds no cache
         self.preemptions = 0
+        self.kv_safe_until = 0  # decode-only steps before this one cannot run out of KV blocks
         self.frontend_free = 0.0  # when the API-server process has caught up
         self.frontend_busy = 0.0
 
@@ -245,10 +247,11 @@ def simulate(
         shared = 0  # each developer's prefix is their own
     first = np.full(n, np.nan)
     end = np.full(n, np.nan)
-    phase = np.zeros(n, dtype=np.int8)
-    generated = np.zeros(n, dtype=np.int64)  # tokens a preempted request already produced
-    version = np.zeros(n, dtype=np.int64)  # invalidates the heap entry of a preempted decode
-    admissions = np.zeros(n, dtype=np.int64)  # times admitted: tells stale running entries
+    # Per-request state as plain lists: indexed once per event, where numpy scalars are slow.
+    phase = [_WAITING] * n
+    generated = [0] * n  # tokens a preempted request already produced
+    version = [0] * n  # invalidates the heap entry of a preempted decode
+    admissions = [0] * n  # times admitted: tells stale running entries
     dec_entry: dict[int, tuple[int, int]] = {}  # decoding request -> (finish step, base)
     reps = [
         _Replica(step_model, max_batched_tokens, max_seqs, kv_capacity_tokens)
@@ -301,11 +304,14 @@ def simulate(
         batch = rep.batch
         finishing: list[list[int]] = []
         pairs = batch * rep.step + rep.base_sum  # decodes attend their whole context
-        if (
-            not rep.prefilling
-            and not rep.waiting
-            and pairs + slack * batch - shared * (batch - 1) <= rep.kv_capacity  # _kv_used
-        ):
+        decode_only = not rep.prefilling and not rep.waiting
+        if decode_only and rep.step >= rep.kv_safe_until:
+            # KV grows by `batch` tokens a decode-only step, so the step at which it would run
+            # out is known; until then no step needs the check (finishing requests only push it
+            # later; new decodes come through the general path, which resets it).
+            room = rep.kv_capacity - (pairs + slack * batch - shared * (batch - 1))  # _kv_used
+            rep.kv_safe_until = rep.step + int(room // batch) + 1 if room >= 0 else 0
+        if decode_only and rep.step < rep.kv_safe_until:
             # Decode-only step (most steps): step_time() folded into its constants.
             gemm = per_decode * batch
             dt = (
@@ -316,10 +322,16 @@ def simulate(
             )
             emitted = batch
         else:
+            rep.kv_safe_until = 0  # the batch may change in this step: check the next one
             # Running requests first (decodes, then prefills already started, oldest first):
             # preempt the newest until their blocks for this step fit.
             preempted = False
-            while True:
+            n_seqs = batch + len(rep.prefilling)
+            used = pairs + rep.prefill_kv + slack * n_seqs  # kv_used(rep), inlined: every step
+            if shared and n_seqs > 1:
+                used -= shared * (n_seqs - 1)
+            # Cheap test first: even a full budget of prefill chunks fits (the usual case).
+            while used + max(rep.budget - rep.batch, 0) > rep.kv_capacity:
                 budget = rep.budget - rep.batch
                 chunk_kv = 0
                 for item in rep.prefilling:
@@ -328,9 +340,10 @@ def simulate(
                     c = min(item[2] - item[1], budget)
                     chunk_kv += c
                     budget -= c
-                if kv_used(rep) + chunk_kv <= rep.kv_capacity or not preempt_newest(rep):
+                if used + chunk_kv <= rep.kv_capacity or not preempt_newest(rep):
                     break
                 preempted = True
+                used = kv_used(rep)
             batch = rep.batch
             budget = rep.budget - batch
             tokens = batch
@@ -345,7 +358,7 @@ def simulate(
                 c = min(item[2] - item[1], budget)
                 chunks.append((item, c))
                 budget -= c
-            used = kv_used(rep) + sum(c for _, c in chunks)
+                used += c
             # Waiting requests only when nothing was preempted (vLLM V1 schedules WAITING
             # requests only `if not preempted_reqs`), FCFS, while budget, max_num_seqs and
             # free blocks for their first chunk last.
@@ -357,7 +370,7 @@ def simulate(
             ):
                 req = rep.waiting[0]
                 cached = cached_cold if rep.admitted == 0 else cached_warm
-                target = prompt + int(generated[req])
+                target = prompt + generated[req]
                 c = min(target - cached, budget)
                 # Its cached blocks are taken back from the free queue and count as used,
                 # unless they are the shared prefix that running requests already hold.
@@ -369,7 +382,7 @@ def simulate(
                 rep.admitted += 1
                 phase[req] = _PREFILL
                 admissions[req] += 1
-                rep.order.append((req, int(admissions[req])))
+                rep.order.append((req, admissions[req]))
                 item = [req, cached, target]
                 rep.prefilling.append(item)
                 rep.prefill_kv += cached
@@ -420,7 +433,7 @@ def simulate(
             rep.prefill_kv -= held
             if np.isnan(first[req]):
                 first[req] = delivered
-            produced = int(generated[req]) + 1  # the step after a prefill samples a token
+            produced = generated[req] + 1  # the step after a prefill samples a token
             if produced >= output:
                 end[req] = delivered
                 phase[req] = _DONE
@@ -430,7 +443,7 @@ def simulate(
                 finish = k + output - produced
                 phase[req] = _DECODE
                 dec_entry[req] = (finish, base)
-                heapq.heappush(heap, (finish, req, base, int(version[req])))
+                heapq.heappush(heap, (finish, req, base, version[req]))
                 rep.batch += 1
                 rep.base_sum += base
 
