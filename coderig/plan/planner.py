@@ -9,7 +9,7 @@ front end (CLI, a notebook, a test) can say them its own way.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -187,7 +187,7 @@ def make_plan(
         catalog.gpu(gpu_id)
     for dtype_id in dtypes:
         catalog.dtype(dtype_id)
-    workload = Workload(**{**workload.__dict__, "rate": float(traffic.peak_rate)})
+    workload = replace(workload, rate=float(traffic.peak_rate))
     options = size_options(
         catalog,
         calibration.factors,

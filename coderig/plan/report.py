@@ -9,7 +9,6 @@ without parsing text.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 from coderig.plan.calibrate import LooRow
@@ -146,7 +145,3 @@ def error_summary(rows: list[LooRow], kind: str) -> str:
         head = f"validation error (out of sample, {len(rows)} measurements)"
     errors = [abs(r.error_pct) for r in rows]
     return f"{head}: mean |error| {sum(errors) / len(errors):.1f}%, max {max(errors):.1f}%"
-
-
-def finite(value: float | None) -> bool:
-    return value is not None and math.isfinite(value)
