@@ -17,10 +17,16 @@ from rich.table import Table
 from coderig.console import make_console
 from coderig.plan.calibrate import predict_run, validate
 from coderig.plan.catalog import Catalog, load_catalog
-from coderig.plan.memory import TP_DEGREES, fit, smallest_tp
+from coderig.plan.memory import fit, smallest_tp
 from coderig.plan.planner import Calibrated, calibrated, evidence_note, make_plan
 from coderig.plan.predict import Deployment, predict
-from coderig.plan.render import error_table, print_plan
+from coderig.plan.render import (
+    error_table,
+    print_catalog,
+    print_fits,
+    print_plan,
+    print_prediction,
+)
 from coderig.plan.report import PlanReport, error_summary
 from coderig.plan.simulate import Workload
 from coderig.plan.traffic import traffic_for
@@ -393,30 +399,7 @@ def predict_cmd(
     if as_json:
         click.echo(json.dumps(data, indent=2, default=_json_default))
         return
-    r = prediction.result
-    console = make_console()
-    console.print(
-        f"{replicas}x {gpu_spec.id} ({dtype_spec.id}, TP={tensor_parallel}) serving "
-        f"{model_spec.id}: {rate:g} req/s {arrival} for {duration:g} s, "
-        f"{prompt_tokens} in / {output_tokens} out"
-        + (
-            ", one body repeated (prefix cache)"
-            if identical_prompts
-            else f", {prefix_cache_hit:.0%} of each prompt from the prefix cache"
-            if prefix_cache_hit
-            else ""
-        )
-    )
-    table = Table()
-    for column in ("", "p50 s", "p90 s", "p99 s"):
-        table.add_column(column, justify="right")
-    table.add_row("latency", f"{r.latency_p50:.3f}", f"{r.latency_p90:.3f}", f"{r.latency_p99:.3f}")
-    table.add_row("TTFT", f"{r.ttft_p50:.3f}", f"{r.ttft_p90:.3f}", f"{r.ttft_p99:.3f}")
-    console.print(table)
-    console.print(
-        f"requests {r.requests}, mean running batch {r.mean_batch:.1f}, max waiting "
-        f"{r.max_waiting}, API-server load {r.frontend_utilization:.0%}"
-    )
+    print_prediction(make_console(), prediction)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -487,42 +470,7 @@ def fit_cmd(model, gpus, dtypes, max_model_len, gpu_memory_utilization, catalog_
             )
         )
         return
-    console = make_console()
-    console.print(
-        f"{model_spec.id}: {model_spec.params / 1e9:.2f} B parameters, KV cache "
-        f"{model_spec.kv_bytes_per_token(catalog.kv_bytes_per_element) / 1024:.0f} KiB/token; "
-        + ", ".join(
-            f"{d.id} weights {model_spec.weight_bytes(d) / 1e9:.1f} GB" for d in dtype_specs
-        )
-    )
-    table = Table(
-        title=f"Will it fit (max-model-len {rows[0][0].max_model_len if rows else '-'})",
-        title_justify="left",
-    )
-    for column in (
-        "GPU",
-        "dtype",
-        "weights GiB",
-        "KV GiB",
-        "max batch @1 GPU",
-        "smallest TP",
-        "max batch @TP",
-        "note",
-    ):
-        table.add_column(column, justify="left" if column in ("GPU", "dtype", "note") else "right")
-    for single, smallest in rows:
-        table.add_row(
-            single.gpu,
-            single.dtype,
-            f"{single.weights_gib_per_gpu:.1f}",
-            f"{single.kv_gib_per_gpu:.1f}",
-            str(single.max_batch) if single.fits else "0",
-            str(smallest.tensor_parallel) if smallest else "-",
-            str(smallest.max_batch) if smallest else "-",
-            "" if single.fits else (single.reason if smallest else f"> 8 GPUs: {single.reason}"),
-        )
-    console.print(table)
-    console.print(f"TP degrees tried: {', '.join(map(str, TP_DEGREES))}")
+    print_fits(make_console(), catalog, model_spec, dtype_specs, rows)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -685,52 +633,7 @@ def catalog_cmd(catalog_files, as_json):
             )
         )
         return
-    console = make_console()
-    gpus = Table(title="GPUs", title_justify="left")
-    for column in ("id", "memory GiB", "GB/s", "bf16 TFLOPS", "fp8 TFLOPS", "$/hour", "source"):
-        gpus.add_column(
-            column, justify="right" if column not in ("id", "source") else "left", overflow="fold"
-        )
-    for g in catalog.gpus.values():
-        gpus.add_row(
-            g.id,
-            f"{g.memory_gib:g}",
-            f"{g.bandwidth_gbps:g}",
-            f"{g.bf16_tflops:g}",
-            f"{g.fp8_tflops:g}" if g.fp8_tflops else "-",
-            f"{g.price_per_hour:.2f}",
-            g.source,
-        )
-    console.print(gpus)
-    models = Table(title="Models", title_justify="left")
-    for column in (
-        "id",
-        "params B",
-        "layers",
-        "hidden",
-        "heads/kv",
-        "KiB KV/token",
-        "bf16 GB",
-        "fp8 GB",
-        "int4 GB",
-    ):
-        models.add_column(column, justify="right" if column != "id" else "left")
-    dt = catalog.dtypes
-    for m in catalog.models.values():
-        models.add_row(
-            m.id,
-            f"{m.params / 1e9:.2f}",
-            str(m.layers),
-            str(m.hidden_size),
-            f"{m.attention_heads}/{m.kv_heads}",
-            f"{m.kv_bytes_per_token(catalog.kv_bytes_per_element) / 1024:.0f}",
-            *(
-                f"{m.weight_bytes(dt[d]) / 1e9:.1f}" if d in dt else "-"
-                for d in ("bf16", "fp8", "int4")
-            ),
-        )
-    console.print(models)
-    console.print("catalog files: " + "; ".join(catalog.files))
+    print_catalog(make_console(), catalog)
 
 
 def main() -> None:  # pragma: no cover - convenience for python -m coderig.plan.cli

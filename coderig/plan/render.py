@@ -1,8 +1,8 @@
-"""Human output of ``coderig plan``: the report as rich tables and sentences.
+"""Human output of ``coderig plan`` and its subcommands: rich tables and sentences.
 
-Only formatting lives here: every number comes from a :class:`~coderig.plan.report.PlanReport`
-(or a list of :class:`~coderig.plan.calibrate.LooRow`), so the table, the JSON and the plot
-show the same plan.
+Only formatting lives here: every number comes from a :class:`~coderig.plan.report.PlanReport`,
+a :class:`~coderig.plan.predict.Prediction`, memory fits or a list of
+:class:`~coderig.plan.calibrate.LooRow`, so the table, the JSON and the plot show the same plan.
 """
 
 from __future__ import annotations
@@ -14,9 +14,20 @@ from rich.markup import escape
 from rich.table import Table
 
 from coderig.plan.calibrate import LooRow
+from coderig.plan.catalog import Catalog, DType, Model
+from coderig.plan.memory import TP_DEGREES, Fit
+from coderig.plan.predict import Prediction
 from coderig.plan.report import PlanReport, error_summary
 
-__all__ = ["error_table", "options_table", "print_plan", "recommendation_text"]
+__all__ = [
+    "error_table",
+    "options_table",
+    "print_catalog",
+    "print_fits",
+    "print_plan",
+    "print_prediction",
+    "recommendation_text",
+]
 
 
 def money(value: float | None) -> str:
@@ -150,3 +161,122 @@ def print_plan(console: Console, report: PlanReport, plot: list[str] | None = No
     console.print(error_summary(report.calibration_loo, "leave-one-run-out"))
     if plot:
         console.print(f"price/performance plot: {plot[0]} and {plot[1]}")
+
+
+def print_prediction(console: Console, prediction: Prediction) -> None:
+    """``coderig plan predict``: the configuration and load, then latency and TTFT quantiles."""
+    d, w, r = prediction.deployment, prediction.workload, prediction.result
+    console.print(
+        f"{d.replicas}x {d.gpu} ({d.dtype}, TP={d.tensor_parallel}) serving "
+        f"{d.model}: {w.rate:g} req/s {w.arrival} for {w.duration:g} s, "
+        f"{w.prompt_tokens} in / {w.output_tokens} out"
+        + (
+            ", one body repeated (prefix cache)"
+            if w.identical_prompts
+            else f", {w.prefix_cache_hit:.0%} of each prompt from the prefix cache"
+            if w.prefix_cache_hit
+            else ""
+        )
+    )
+    table = Table()
+    for column in ("", "p50 s", "p90 s", "p99 s"):
+        table.add_column(column, justify="right")
+    table.add_row("latency", f"{r.latency_p50:.3f}", f"{r.latency_p90:.3f}", f"{r.latency_p99:.3f}")
+    table.add_row("TTFT", f"{r.ttft_p50:.3f}", f"{r.ttft_p90:.3f}", f"{r.ttft_p99:.3f}")
+    console.print(table)
+    console.print(
+        f"requests {r.requests}, mean running batch {r.mean_batch:.1f}, max waiting "
+        f"{r.max_waiting}, API-server load {r.frontend_utilization:.0%}"
+    )
+
+
+def print_fits(
+    console: Console,
+    catalog: Catalog,
+    model: Model,
+    dtypes: list[DType],
+    rows: list[tuple[Fit, Fit | None]],
+) -> None:
+    """``coderig plan fit``: per GPU and dtype, one GPU's fit and the smallest TP that holds it."""
+    console.print(
+        f"{model.id}: {model.params / 1e9:.2f} B parameters, KV cache "
+        f"{model.kv_bytes_per_token(catalog.kv_bytes_per_element) / 1024:.0f} KiB/token; "
+        + ", ".join(f"{d.id} weights {model.weight_bytes(d) / 1e9:.1f} GB" for d in dtypes)
+    )
+    table = Table(
+        title=f"Will it fit (max-model-len {rows[0][0].max_model_len if rows else '-'})",
+        title_justify="left",
+    )
+    for column in (
+        "GPU",
+        "dtype",
+        "weights GiB",
+        "KV GiB",
+        "max batch @1 GPU",
+        "smallest TP",
+        "max batch @TP",
+        "note",
+    ):
+        table.add_column(column, justify="left" if column in ("GPU", "dtype", "note") else "right")
+    for single, smallest in rows:
+        table.add_row(
+            single.gpu,
+            single.dtype,
+            f"{single.weights_gib_per_gpu:.1f}",
+            f"{single.kv_gib_per_gpu:.1f}",
+            str(single.max_batch) if single.fits else "0",
+            str(smallest.tensor_parallel) if smallest else "-",
+            str(smallest.max_batch) if smallest else "-",
+            "" if single.fits else (single.reason if smallest else f"> 8 GPUs: {single.reason}"),
+        )
+    console.print(table)
+    console.print(f"TP degrees tried: {', '.join(map(str, TP_DEGREES))}")
+
+
+def print_catalog(console: Console, catalog: Catalog) -> None:
+    """``coderig plan catalog``: the GPUs and models the planner knows, with their sources."""
+    gpus = Table(title="GPUs", title_justify="left")
+    for column in ("id", "memory GiB", "GB/s", "bf16 TFLOPS", "fp8 TFLOPS", "$/hour", "source"):
+        gpus.add_column(
+            column, justify="right" if column not in ("id", "source") else "left", overflow="fold"
+        )
+    for g in catalog.gpus.values():
+        gpus.add_row(
+            g.id,
+            f"{g.memory_gib:g}",
+            f"{g.bandwidth_gbps:g}",
+            f"{g.bf16_tflops:g}",
+            f"{g.fp8_tflops:g}" if g.fp8_tflops else "-",
+            f"{g.price_per_hour:.2f}",
+            g.source,
+        )
+    console.print(gpus)
+    models = Table(title="Models", title_justify="left")
+    for column in (
+        "id",
+        "params B",
+        "layers",
+        "hidden",
+        "heads/kv",
+        "KiB KV/token",
+        "bf16 GB",
+        "fp8 GB",
+        "int4 GB",
+    ):
+        models.add_column(column, justify="right" if column != "id" else "left")
+    dt = catalog.dtypes
+    for m in catalog.models.values():
+        models.add_row(
+            m.id,
+            f"{m.params / 1e9:.2f}",
+            str(m.layers),
+            str(m.hidden_size),
+            f"{m.attention_heads}/{m.kv_heads}",
+            f"{m.kv_bytes_per_token(catalog.kv_bytes_per_element) / 1024:.0f}",
+            *(
+                f"{m.weight_bytes(dt[d]) / 1e9:.1f}" if d in dt else "-"
+                for d in ("bf16", "fp8", "int4")
+            ),
+        )
+    console.print(models)
+    console.print("catalog files: " + "; ".join(catalog.files))
