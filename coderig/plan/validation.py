@@ -105,9 +105,14 @@ def markdown_table(rows: list[ValidationRow]) -> str:
             f"{run.prompt_tokens} / {run.output_tokens} | {r.row.metric} | "
             f"{r.row.measured:.3f} | {r.row.predicted:.3f} | {r.error_pct:+.1f} % |"
         )
-    sources = sorted({(_source_name(r.run), r.run.url, r.run.date) for r in rows})
     lines.append("")
-    lines += [f"- {name}: <{url}> ({date})" for name, url, date in sources]
+    for url in sorted({r.run.url for r in rows}):
+        group = [r for r in rows if r.run.url == url]
+        part = summary(group)
+        lines.append(
+            f"- {_source_name(group[0].run)} ({group[0].run.date}, <{url}>): "
+            f"{part.runs} runs, median {part.median_abs_pct:.1f} %, max {part.max_abs_pct:.1f} %"
+        )
     lines.append("")
     lines.append(summary(rows).describe())
     return "\n".join(lines)
