@@ -166,3 +166,13 @@ def test_validate_prints_the_out_of_sample_table_benchmarks_quotes():
     assert table.count("\n| ") == len(data["rows"]) + 1  # header separator + one per row
     assert f"median {data['summary']['median_abs_pct']:.1f}%" in table
     assert "out-of-sample p50 error" in run("validate")
+
+
+def test_predict_says_when_requests_were_preempted_for_kv_space():
+    # 160 distinct 700-token prompts need more KV than a 24 GB card holds after the weights
+    out = run("predict", "--gpu", "rtx-4090", "--rate", "32")
+    assert "preempted for KV space" in out
+    data = json.loads(run("predict", "--gpu", "rtx-4090", "--rate", "32", "--json"))
+    assert data["preemptions"] > 0 and data["completed"] == data["requests"] == 160
+    quiet = run("predict", "--gpu", "h100-sxm", "--rate", "8")
+    assert "preempted" not in quiet

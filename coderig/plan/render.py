@@ -186,7 +186,9 @@ def print_prediction(console: Console, prediction: Prediction) -> None:
     console.print(table)
     console.print(
         f"requests {r.requests}, mean running batch {r.mean_batch:.1f}, max waiting "
-        f"{r.max_waiting}, API-server load {r.frontend_utilization:.0%}"
+        f"{r.max_waiting}, "
+        + (f"{r.preemptions} preempted for KV space, " if r.preemptions else "")
+        + f"API-server load {r.frontend_utilization:.0%}"
     )
 
 
