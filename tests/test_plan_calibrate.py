@@ -12,14 +12,14 @@ from coderig.plan.calibrate import (
 from coderig.plan.catalog import load_catalog
 
 # Documented bounds (BENCHMARKS.md, "coderig plan"). Leave-one-run-out, measured: 1 req/s p50
-# -5.7 %, 8 req/s p50/p99 +0.6 %, 32 req/s p50 -2.0 %, 32 req/s p99 -20.7 % (that p99 is the
-# second-slowest of 160 requests; nothing with a published magnitude reproduces it, see
-# calibration.toml); mean |error| 5.9 %.
+# -4.4 %, 8 req/s p50/p99 +0.1/+0.0 %, 32 req/s p50 -2.0 %, 32 req/s p99 -20.6 % (that p99 is
+# the second-slowest of 160 requests; nothing with a published magnitude reproduces it, see
+# calibration.toml); mean |error| 5.4 %.
 LOO_MAX_ERROR_PCT = 22.0
 LOO_MEAN_ERROR_PCT = 7.0
 LOO_P50_MAX_ERROR_PCT = 7.0
 # Validation runs (A100, 0.5B-32B, bf16 and int4; never fitted on), measured: bf16 7B/14B
-# -9 %, int4 7B/14B/32B -9/-6/+3 %, 0.5B/1.5B -21/-29 % (vLLM 0.6.3's V0 per-step overhead).
+# -9/-10 %, int4 7B/14B/32B -9/-7/+2 %, 0.5B/1.5B -19/-28 % (vLLM 0.6.3's V0 per-step overhead).
 VALIDATION_MAX_ERROR_PCT = 32.0
 VALIDATION_7B_TO_32B_MAX_ERROR_PCT = 12.0
 
@@ -42,10 +42,20 @@ def test_published_runs_are_shipped_with_their_source(calibration):
         assert run.identical_prompts  # vegeta -body: one request body repeated
     assert {r.rate for r in fitted} == {1.0, 8.0, 32.0}
     validation = [r for r in calibration.runs if not r.use_for_fit]
-    assert len(validation) >= 5
+    assert len(validation) >= 25
     for run in validation:
-        assert run.source.startswith("Qwen2.5 Speed Benchmark")
-        assert run.gpu != "h100-sxm"
+        assert run.source.startswith(
+            ("Qwen2.5 Speed Benchmark", "Tenstorrent tt-inference-server GPU reference")
+        )
+        assert run.url.startswith("https://github.com/"), run.id
+        assert len(run.date) == 10 and run.date[4] == run.date[7] == "-", run.id
+        # never the fitted configuration: another GPU, model size, dtype or TP degree
+        assert (run.gpu, run.model, run.dtype, run.tensor_parallel) != (
+            "h100-sxm",
+            "qwen2.5-coder-7b",
+            "bf16",
+            1,
+        )
 
 
 def test_a_p99_set_by_two_requests_weighs_less_than_a_median():
@@ -63,7 +73,7 @@ def test_shipped_factors_are_the_fit_of_the_shipped_runs(catalog, calibration):
 def test_shipped_factors_are_physical(calibration):
     f = calibration.factors
     assert 0.5 <= f.bandwidth_efficiency <= 0.95
-    assert 0.5 <= f.compute_efficiency <= 0.9  # vidur's measured GEMMs: 0.64-0.78
+    assert 0.5 <= f.compute_efficiency <= 0.9  # vidur's measured GEMMs: 0.74-0.97 of MAMF
     assert 0.1 <= f.step_overhead_ms <= 5
     assert f.request_overhead_ms < 100
     assert 5 <= f.frontend_us_per_token <= 100  # one V1 API server streams >= 12.8k tok/s
@@ -93,15 +103,50 @@ def test_leave_one_out_error_is_printed_and_bounded(catalog, calibration, capsys
     assert max(abs(r.error_pct) for r in rows if r.metric == "latency_p50") < LOO_P50_MAX_ERROR_PCT
 
 
+#: The first eight validation runs (Qwen2.5 Speed Benchmark, A100, batch 1), bounded as before.
+FIRST_VALIDATION_RUNS = {
+    "a100-0.5b-single",
+    "a100-1.5b-single",
+    "a100-7b-single",
+    "a100-7b-single-6k",
+    "a100-14b-single",
+    "a100-7b-int4-single",
+    "a100-14b-int4-single",
+    "a100-32b-int4-single",
+}
+# All published runs never fitted on (`coderig plan validate`, BENCHMARKS.md), measured: p50
+# |error| median 9.3 %, max 28.1 % (Qwen2.5-1.5B on A100, vLLM 0.6.3). By source: Qwen2.5
+# Speed Benchmark (A100, vLLM 0.6.3 V0) 7B-32B -11 .. +2 %, 72B on 4 GPUs -22 %, 0.5-3B -19 ..
+# -28 %; 72B on 2x H100 (vLLM V1 era) within 3 %; RTX 4090 +15 .. +20 %.
+OUT_OF_SAMPLE_MEDIAN_PCT = 10.0
+OUT_OF_SAMPLE_MAX_PCT = 30.0
+H100_TP2_MAX_PCT = 3.0
+
+
 def test_validation_runs_are_predicted_out_of_sample(catalog, calibration, capsys):
     rows = validate(catalog, calibration.factors, calibration.runs)
     assert len(rows) == len([r for r in calibration.runs if not r.use_for_fit])
     for row in rows:
-        print(f"{row.run:22s} {row.measured:.3f} {row.predicted:.3f} {row.error_pct:+.1f}%")
+        print(f"{row.run:26s} {row.measured:.3f} {row.predicted:.3f} {row.error_pct:+.1f}%")
+    first = [row for row in rows if row.run in FIRST_VALIDATION_RUNS]
+    assert len(first) == len(FIRST_VALIDATION_RUNS)
+    for row in first:
         assert abs(row.error_pct) < VALIDATION_MAX_ERROR_PCT, row.run
-    for row in rows:
         if not row.run.startswith(("a100-0.5b", "a100-1.5b")):
             assert abs(row.error_pct) < VALIDATION_7B_TO_32B_MAX_ERROR_PCT, row.run
+
+
+def test_out_of_sample_error_over_every_published_run_is_bounded(catalog, calibration):
+    from coderig.plan.validation import out_of_sample, summary
+
+    rows = out_of_sample(catalog, calibration.factors, calibration.runs)
+    result = summary(rows)
+    assert result.runs == len(rows) >= 25
+    assert result.median_abs_pct < OUT_OF_SAMPLE_MEDIAN_PCT
+    assert result.max_abs_pct < OUT_OF_SAMPLE_MAX_PCT
+    for row in rows:  # tensor parallelism on H100 (all-reduce terms) is the best-checked part
+        if row.run.gpu == "h100-sxm" and row.run.tensor_parallel == 2:
+            assert abs(row.error_pct) < H100_TP2_MAX_PCT, row.run.id
 
 
 def test_prefix_caching_explains_the_flat_rise_from_1_to_8_rps(catalog, calibration):

@@ -99,3 +99,34 @@ def test_will_it_fit(catalog):
     assert longer.max_batch < h100.max_batch
     # 40 heads do not split over 8 GPUs... but do over 2 and 4; 28 heads not over 8 either.
     assert not fit(catalog.gpu("l4"), seven, bf16, catalog, tensor_parallel=8).fits
+
+
+def test_engine_budget_follows_vllm_defaults_by_memory_and_name(catalog):
+    """vLLM gives >= 70 GiB GPUs an 8192-token step budget, except the A100 (PR #17885)."""
+    from coderig.plan.memory import engine_limits
+
+    assert engine_limits(catalog.gpu("h100-sxm"), catalog) == (8192, 1024)
+    assert engine_limits(catalog.gpu("mi300x"), catalog) == (8192, 1024)
+    assert engine_limits(catalog.gpu("a100-80gb"), catalog) == (2048, 256)
+    assert engine_limits(catalog.gpu("rtx-4090"), catalog) == (2048, 256)
+
+
+def test_compute_bound_work_runs_at_the_measured_matmul_ceiling_not_the_datasheet(catalog):
+    """Prefill scales with what a large GEMM reaches (MAMF): an MI300X reaches 51 % of its
+    datasheet bf16 peak, an H100 80 %, so the MI300X prefills slower than its datasheet says."""
+    frac = catalog.unmeasured_matmul_fraction
+    h100, mi300x, l40s = catalog.gpu("h100-sxm"), catalog.gpu("mi300x"), catalog.gpu("l40s")
+    assert h100.matmul_tflops("bf16", frac) == h100.bf16_tflops_mamf == 794.5
+    assert h100.matmul_tflops("fp8", frac) == h100.fp8_tflops_mamf
+    # no MAMF measured: the median measured NVIDIA fraction of the datasheet
+    assert l40s.matmul_tflops("bf16", frac) == pytest.approx(l40s.bf16_tflops * 0.803)
+    # fp8 not measured on the MI300X: its own measured bf16 efficiency, not other GPUs'
+    assert mi300x.matmul_tflops("fp8", frac) == pytest.approx(mi300x.fp8_tflops * 668.4 / 1307.4)
+    from coderig.plan.calibrate import load_calibration
+    from coderig.plan.predict import Deployment, step_model_for
+
+    f = load_calibration().factors
+    fast, *_ = step_model_for(catalog, f, Deployment("h100-sxm", "qwen2.5-coder-7b"))
+    slow, *_ = step_model_for(catalog, f, Deployment("mi300x", "qwen2.5-coder-7b"))
+    ratio = slow.prefill_time(8192, 8192) / fast.prefill_time(8192, 8192)
+    assert ratio == pytest.approx(794.5 / 668.4, rel=0.05)  # datasheets would say 989/1307

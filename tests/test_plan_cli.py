@@ -156,3 +156,23 @@ def test_fit_and_catalog_commands():
     catalog = json.loads(run("catalog", "--json"))
     assert "mi300x" in catalog["gpus"] and "qwen2.5-coder-32b" in catalog["models"]
     assert "Models" in run("catalog")
+
+
+def test_validate_prints_the_out_of_sample_table_benchmarks_quotes():
+    data = json.loads(run("validate", "--json"))
+    assert data["summary"]["runs"] == len(data["rows"]) >= 25
+    assert all(row["url"] and row["date"] for row in data["rows"])
+    table = run("validate", "--markdown")
+    assert table.count("\n| ") == len(data["rows"]) + 1  # header separator + one per row
+    assert f"median {data['summary']['median_abs_pct']:.1f}%" in table
+    assert "out-of-sample p50 error" in run("validate")
+
+
+def test_predict_says_when_requests_were_preempted_for_kv_space():
+    # 160 distinct 700-token prompts need more KV than a 24 GB card holds after the weights
+    out = run("predict", "--gpu", "rtx-4090", "--rate", "32")
+    assert "preempted for KV space" in out
+    data = json.loads(run("predict", "--gpu", "rtx-4090", "--rate", "32", "--json"))
+    assert data["preemptions"] > 0 and data["completed"] == data["requests"] == 160
+    quiet = run("predict", "--gpu", "h100-sxm", "--rate", "8")
+    assert "preempted" not in quiet

@@ -163,3 +163,40 @@ def test_a_slow_api_server_is_a_queue_in_series(catalog, factors):
     # a GPU-independent ceiling: a faster GPU does not help
     b200 = predict(catalog, slow, Deployment("b200", "qwen2.5-coder-7b"), w).result
     assert b200.latency_p99 > base.latency_p99 + 1.0
+
+
+def test_a_prefix_shared_by_every_request_is_held_once(catalog, factors):
+    """The 32B model on one H100 keeps ~37k KV tokens. One repeated 700-token body shares 688
+    of them: counted per request (828 each) only ~44 requests would fit and a queue would
+    build at 32 req/s; vLLM's block manager holds the shared blocks once, so none does."""
+    from coderig.plan.simulate import _kv_used
+
+    assert _kv_used(0, 3 * 700, 3, shared=688, slack=0) == 3 * 700 - 2 * 688
+    assert _kv_used(0, 3 * 700, 3, shared=0, slack=8) == 3 * 700 + 24
+    dep = Deployment("h100-sxm", "qwen2.5-coder-32b")
+    same = predict(
+        catalog, factors, dep, Workload(rate=32, duration=5, identical_prompts=True)
+    ).result
+    assert predict(catalog, factors, dep, Workload(rate=1, duration=1)).fit.kv_tokens < 160 * 828
+    assert same.max_waiting <= 3 and same.preemptions == 0
+    assert same.ttft_p50 < 0.2
+
+
+def test_kv_blocks_are_taken_as_tokens_are_computed_and_the_newest_request_is_preempted():
+    """vLLM V1 allocates blocks per scheduled token and, out of blocks, preempts the newest
+    running request (recomputed later), so the oldest ones are not delayed by the newcomers."""
+    catalog = load_catalog()
+    step = StepModel(
+        catalog.gpu("l4"), catalog.model("qwen2.5-coder-1.5b"), catalog.dtype("bf16"), Factors()
+    )
+    w = Workload(rate=50, duration=0.2, prompt_tokens=200, output_tokens=400)  # 10 requests
+    roomy = simulate(step, w, kv_capacity_tokens=100_000)
+    # 3 full requests (600 tokens each) fit; 10 prompts (2,000 tokens) fit at first, their
+    # outputs do not, so some are preempted and recomputed, and every request still finishes.
+    tight = simulate(step, w, kv_capacity_tokens=1_900)
+    assert roomy.preemptions == 0 and tight.preemptions > 0
+    assert tight.completed == tight.requests == 10
+    assert tight.mean_batch > 3  # more than a full-output reservation would have admitted
+    assert tight.latency_p99 > roomy.latency_p99
+    with pytest.raises(ValueError, match="KV tokens"):
+        simulate(step, w, kv_capacity_tokens=500)

@@ -94,6 +94,9 @@ class Run:
     identical_prompts: bool = False
     #: False: a validation run, shown with its out-of-sample error but never fitted on.
     use_for_fit: bool = True
+    #: Where the numbers were published, and when (ISO date), for runs from public sources.
+    url: str = ""
+    date: str = ""
 
     @property
     def deployment(self) -> Deployment:

@@ -48,6 +48,11 @@ class GPU:
     vendor: str = ""
     source: str = ""
     price_source: str = ""
+    #: Measured maximum achievable matmul TFLOPS (MAMF: the best large GEMM on this GPU with
+    #: its software stack), 0 = not measured; see gpus.toml.
+    bf16_tflops_mamf: float = 0.0
+    fp8_tflops_mamf: float = 0.0
+    mamf_source: str = ""
 
     @property
     def memory_bytes(self) -> float:
@@ -58,6 +63,22 @@ class GPU:
         if compute == "fp8" and self.fp8_tflops > 0:
             return self.fp8_tflops
         return self.bf16_tflops
+
+    def matmul_tflops(self, compute: str, unmeasured_fraction: float) -> float:
+        """What a large GEMM of this datatype can reach: the measured MAMF where there is one,
+        else the datasheet peak times ``unmeasured_fraction`` (what measured GPUs reach).
+
+        Datasheet peaks are not reached, and by how much differs per GPU (an A100 reaches 87 %
+        of its bf16 peak, an H100 80 %, an MI300X 51 %), which decides how fast prompts are
+        prefilled: compute-bound steps scale with this, not with the datasheet."""
+        if self.bf16_tflops_mamf > 0 and self.bf16_tflops > 0:
+            # This chip's own measured efficiency beats other GPUs' for its other datatypes.
+            unmeasured_fraction = self.bf16_tflops_mamf / self.bf16_tflops
+        if compute == "fp8" and self.fp8_tflops > 0:
+            measured, peak = self.fp8_tflops_mamf, self.fp8_tflops
+        else:
+            measured, peak = self.bf16_tflops_mamf, self.bf16_tflops
+        return measured if measured > 0 else peak * unmeasured_fraction
 
 
 @dataclass(frozen=True)
@@ -172,6 +193,11 @@ class Catalog:
     @property
     def kv_bytes_per_element(self) -> float:
         return float(self.kv_cache.get("bytes_per_element", 2))
+
+    @property
+    def unmeasured_matmul_fraction(self) -> float:
+        """Fraction of its datasheet peak a GPU with no measured MAMF is assumed to reach."""
+        return float(self.engine.get("unmeasured_matmul_fraction", 0.8))
 
     @property
     def block_size(self) -> int:

@@ -1,37 +1,39 @@
-"""``coderig plan``: size the hardware before you buy it."""
+"""``coderig plan``: size the hardware before you buy it.
+
+Click commands only: each parses its options, asks :mod:`coderig.plan.planner` (or the
+predictor, the memory fit, the calibration) for a result, and hands it to a renderer
+(:mod:`coderig.plan.render` for tables, ``to_dict`` for ``--json``, :mod:`coderig.plan.plot`).
+"""
 
 from __future__ import annotations
 
 import json
 import math
 import sys
-from pathlib import Path
 
 import click
-from rich.markup import escape
 from rich.table import Table
 
 from coderig.console import make_console
 from coderig.on_hours import Schedule
-from coderig.plan.calibrate import (
-    LooRow,
-    Run,
-    fit_factors,
-    leave_one_out,
-    load_calibration,
-    predict_run,
-    validate,
-)
+from coderig.plan.calibrate import predict_run, validate
 from coderig.plan.catalog import Catalog, load_catalog
-from coderig.plan.cost import monthly_cost
-from coderig.plan.measured import load_measured_runs
-from coderig.plan.memory import TP_DEGREES, fit, smallest_tp
+from coderig.plan.memory import fit, smallest_tp
+from coderig.plan.planner import Calibrated, calibrated, evidence_note, make_plan
 from coderig.plan.predict import Deployment, predict
-from coderig.plan.roofline import Factors
+from coderig.plan.render import (
+    error_table,
+    print_catalog,
+    print_fits,
+    print_plan,
+    print_prediction,
+)
+from coderig.plan.report import PlanReport, error_summary
 from coderig.plan.simulate import Workload
-from coderig.plan.sizing import Option, size_options
 from coderig.plan.traffic import traffic_for
 from coderig.units import parse_duration
+
+__all__ = ["plan", "evidence_note"]
 
 DEFAULT_MODEL = "qwen2.5-coder-7b"
 
@@ -71,47 +73,17 @@ def _load(catalog_files: tuple[str, ...]) -> Catalog:
 
 
 def _calibration(
-    catalog: Catalog, calibrate_files: tuple[str, ...], overrides: dict, *, with_loo: bool = True
-) -> tuple[Factors, list[Run], list[LooRow]]:
-    """Factors to predict with, the runs behind them, and the leave-one-out error table."""
-    cal = load_calibration()
-    runs = list(cal.runs)
-    factors = cal.factors
-    if calibrate_files:
-        try:
-            runs += load_measured_runs(list(calibrate_files), overrides)
-        except (OSError, ValueError) as exc:
-            raise click.ClickException(str(exc)) from None
-        factors = fit_factors(catalog, runs, cal.priors, start=cal.factors)
-    fitted = [run for run in runs if run.use_for_fit]
-    loo = leave_one_out(catalog, runs, cal.priors) if with_loo and len(fitted) > 1 else []
-    return factors, runs, loo
-
-
-def _loo_table(rows: list[LooRow], title: str) -> Table:
-    table = Table(title=title, title_justify="left")
-    for column in ("run", "metric", "measured s", "predicted s", "error"):
-        left = column.startswith(("run", "metric"))
-        table.add_column(column, justify="left" if left else "right")
-    for row in rows:
-        table.add_row(
-            row.run,
-            row.metric,
-            f"{row.measured:.3f}",
-            f"{row.predicted:.3f}",
-            f"{row.error_pct:+.1f}%",
-        )
-    return table
-
-
-def _loo_summary(rows: list[LooRow]) -> str:
-    if not rows:
-        return "calibration error: no held-out measurements (need 2+ runs)"
-    errors = [abs(r.error_pct) for r in rows]
-    return (
-        f"calibration error (leave-one-run-out over {len(rows)} measurements): "
-        f"mean |error| {sum(errors) / len(errors):.1f}%, max {max(errors):.1f}%"
-    )
+    catalog: Catalog,
+    calibrate_files: tuple[str, ...],
+    overrides: dict,
+    *,
+    with_loo: bool = True,
+    refit: bool = False,
+) -> Calibrated:
+    try:
+        return calibrated(catalog, calibrate_files, overrides, with_loo=with_loo, refit=refit)
+    except (OSError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 def _schedule(hours: str | None, days: str | None, schedule_text: str | None) -> Schedule:
@@ -125,10 +97,6 @@ def _schedule(hours: str | None, days: str | None, schedule_text: str | None) ->
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
     return Schedule.always()
-
-
-def _fmt_money(value: float | None) -> str:
-    return "-" if value is None or not math.isfinite(value) else f"${value:,.0f}"
 
 
 @click.group(invoke_without_command=True)
@@ -264,7 +232,6 @@ def _plan(
     calibrate_files,
     as_json,
 ) -> None:
-    console = make_console(stderr=as_json)
     try:
         traffic = traffic_for(
             developers=developers,
@@ -276,17 +243,11 @@ def _plan(
         raise click.UsageError(str(exc)) from None
     catalog = _load(catalog_files)
     try:
-        model_spec = catalog.model(model)
-        gpu_ids = _csv(gpus) or list(catalog.gpus)
-        for gpu_id in gpu_ids:
-            catalog.gpu(gpu_id)
-        dtype_ids = _csv(dtypes)
-        for dtype_id in dtype_ids:
-            catalog.dtype(dtype_id)
+        model_id = catalog.model(model).id
     except KeyError as exc:
         raise click.BadParameter(exc.args[0]) from None
     schedule = _schedule(hours, days, schedule_text)
-    factors, runs, loo = _calibration(catalog, calibrate_files, {"model": model_spec.id})
+    calibration = _calibration(catalog, calibrate_files, {"model": model_id})
     workload = Workload(
         rate=float(traffic.peak_rate),
         duration=duration,
@@ -296,234 +257,48 @@ def _plan(
         seed=seed,
         prefix_cache_hit=prefix_cache_hit,
     )
-    options = size_options(
-        catalog,
-        factors,
-        model=model_spec.id,
-        gpus=gpu_ids,
-        dtypes=dtype_ids,
-        workload=workload,
-        slo_p99=slo,
-        schedule=schedule,
-        hours_per_month=hours_per_month,
-        developers=developers,
-        seat_price=seat_price,
-        max_replicas=max_replicas,
-        router=router,
-    )
-    feasible = [o for o in options if o.feasible]
-    best = feasible[0] if feasible else None
-    recommendation = _recommend(best, traffic, slo, schedule, developers, seat_price)
-    plot_paths: tuple[Path, Path] | None = None
-    if not no_plot:
-        plot_paths = _write_plot(
+    try:
+        report = make_plan(
             catalog,
-            feasible,
-            runs,
-            calibrate_files,
-            plot_dir,
-            slo,
-            hours_per_month,
-            model_spec.id,
-            traffic.peak_rate,
+            calibration,
+            traffic=traffic,
+            model=model_id,
+            gpus=_csv(gpus) or list(catalog.gpus),
+            dtypes=_csv(dtypes),
+            workload=workload,
+            slo_p99=slo,
+            schedule=schedule,
+            hours_per_month=hours_per_month,
+            seat_price=seat_price,
+            max_replicas=max_replicas,
+            router=router,
+            calibrate_files=calibrate_files,
         )
+    except KeyError as exc:
+        raise click.BadParameter(exc.args[0]) from None
+    plot = None if no_plot else _write_plot(report, plot_dir)
     if as_json:
-        out = {
-            "traffic": traffic.to_dict(),
-            "slo_p99": slo,
-            "model": model_spec.id,
-            "workload": {
-                "prompt_tokens": prompt_tokens,
-                "output_tokens": output_tokens,
-                "prefix_cache_hit": prefix_cache_hit,
-                "duration": duration,
-                "arrival": arrival,
-                "rate": traffic.peak_rate,
-            },
-            "schedule": schedule.describe(),
-            "factors": factors.to_dict(),
-            "options": [
-                {**o.to_dict(), "note": evidence_note(o.gpu, o.dtype, runs)} for o in options
-            ],
-            "recommendation": recommendation,
-            "calibration_loo": [r.to_dict() for r in loo],
-            "calibration_summary": _loo_summary(loo),
-            "calibration_validation": [r.to_dict() for r in validate(catalog, factors, runs)],
-            "plot": [str(p) for p in plot_paths] if plot_paths else None,
-            "catalog_files": list(catalog.files),
-        }
-        click.echo(json.dumps(out, indent=2, default=_json_default))
+        click.echo(json.dumps(report.to_dict(plot), indent=2, default=_json_default))
         return
-    console.print(
-        f"[bold]Traffic[/bold]: average {traffic.average_rate:g} req/s"
-        + (
-            f" ({developers} developers, one request every {seconds_between_requests:g} s)"
-            if developers
-            else ""
-        )
+    print_plan(make_console(), report, plot)
+
+
+def _write_plot(report: PlanReport, plot_dir: str) -> list[str]:
+    from coderig.plan.plot import write_plot
+
+    paths = write_plot(
+        report.points,
+        plot_dir,
+        slo=report.slo_p99,
+        title=f"{report.model}: latency at {report.traffic.peak_rate} req/s vs monthly cost",
     )
-    console.print(
-        f"  peak at p{percentile:g} of the Poisson per-second count: "
-        f"[bold]{traffic.peak_rate} req/s[/bold] (exact; used)   "
-        f"normal approximation λ+3√λ: {traffic.normal_peak_rate:.1f} req/s"
-    )
-    console.print(
-        f"  simulated: {traffic.peak_rate} req/s {arrival} for {duration:g} s, "
-        f"{prompt_tokens}-token prompts ({prefix_cache_hit:.0%} from the prefix cache), "
-        f"{output_tokens} output tokens; SLO p99 ≤ {slo:g} s; "
-        f"schedule: {schedule.describe()}"
-    )
-    console.print(_options_table(options, schedule, developers, model_spec.id, runs))
-    console.print(f"[bold green]{escape(recommendation)}[/bold green]")
-    console.print(_loo_table(loo, "Calibration: leave-one-run-out error"))
-    console.print(_loo_summary(loo))
-    if plot_paths:
-        console.print(f"price/performance plot: {plot_paths[0]} and {plot_paths[1]}")
+    return [str(p) for p in paths]
 
 
 def _json_default(value):
     if isinstance(value, float) and not math.isfinite(value):
         return None
     raise TypeError(f"not JSON serialisable: {value!r}")
-
-
-def evidence_note(gpu: str, dtype: str, runs: list[Run]) -> str:
-    """Say when a row's prediction rests on no measured run of that GPU (or of that dtype on
-    it): the factors were fitted elsewhere, so the roofline carries the prediction alone."""
-    dtypes = {run.dtype for run in runs if run.gpu == gpu}
-    if not dtypes:
-        return "extrapolated: no measured run on this GPU"
-    if dtype not in dtypes:
-        return f"extrapolated: no measured {dtype} run on this GPU"
-    return ""
-
-
-def _options_table(
-    options: list[Option],
-    schedule: Schedule,
-    developers: int | None,
-    model: str,
-    runs: list[Run],
-) -> Table:
-    scheduled = not schedule.is_always_on
-    table = Table(title=f"Hardware for {model}, ranked by monthly cost", title_justify="left")
-    columns = ["#", "GPU", "dtype", "TP", "replicas", "p50 s", "p99 s", "$/month 24x7"]
-    if scheduled:
-        columns.append("$/month sched.")
-    columns += ["$/dev", "= seats", "note"]
-    for column in columns:
-        table.add_column(
-            column, justify="right" if column not in ("GPU", "dtype", "note") else "left"
-        )
-    for rank, option in enumerate(options, 1):
-        cost, result = option.cost, option.result
-        if option.feasible and cost and result:
-            per_dev = cost.per_developer_scheduled if scheduled else cost.per_developer
-            seats = cost.equivalent_seats_scheduled if scheduled else cost.equivalent_seats
-            row = [
-                str(rank),
-                option.gpu,
-                option.dtype,
-                str(option.tensor_parallel),
-                str(option.replicas),
-                f"{result.latency_p50:.2f}",
-                f"{result.latency_p99:.2f}",
-                _fmt_money(cost.monthly_always_on),
-            ]
-            if scheduled:
-                row.append(_fmt_money(cost.monthly_scheduled))
-            note = evidence_note(option.gpu, option.dtype, runs)
-            row += [_fmt_money(per_dev) if developers else "-", f"{seats:.0f}", note]
-        else:
-            row = [
-                "-",
-                option.gpu,
-                option.dtype,
-                str(option.tensor_parallel) if option.tensor_parallel else "-",
-                "-",
-                "-",
-                "-",
-                "-",
-            ]
-            if scheduled:
-                row.append("-")
-            row += ["-", "-", option.reason]
-        table.add_row(*row, style=None if option.feasible else "dim")
-    return table
-
-
-def _recommend(best: Option | None, traffic, slo, schedule: Schedule, developers, seat_price):
-    if best is None or best.cost is None or best.result is None:
-        return (
-            f"No catalog configuration meets p99 ≤ {slo:g}s at {traffic.peak_rate} req/s; "
-            "relax the SLO, shorten outputs, or add GPUs to the catalog."
-        )
-    cost = best.cost
-    scheduled = not schedule.is_always_on
-    dollars = cost.monthly_scheduled if scheduled else cost.monthly_always_on
-    when = f" on '{schedule.describe()}' with scale-to-zero" if scheduled else " always on"
-    text = (
-        f"Recommendation: {best.replicas}x {best.gpu} ({best.dtype}"
-        f"{', TP=' + str(best.tensor_parallel) if best.tensor_parallel > 1 else ''}) — "
-        f"p99 {best.result.latency_p99:.2f}s at {traffic.peak_rate} req/s, "
-        f"${dollars:,.0f}/month{when}"
-    )
-    if developers:
-        saas = developers * seat_price
-        verdict = "cheaper" if dollars < saas else "dearer"
-        text += (
-            f", ${dollars / developers:,.2f}/developer; {verdict} than {developers} seats "
-            f"at ${seat_price:g} (${saas:,.0f}/month)"
-        )
-    if best.dtype != "bf16":
-        text += f" [{best.dtype} is quantised: check completion quality]"
-    return text + "."
-
-
-def _write_plot(
-    catalog, feasible, runs, calibrate_files, plot_dir, slo, hours_per_month, model, peak_rate
-):
-    from coderig.plan.plot import Point, write_plot
-
-    points = [
-        Point(
-            f"{o.replicas}x {o.gpu} {o.dtype}"
-            + (f" tp{o.tensor_parallel}" if o.tensor_parallel > 1 else ""),
-            o.cost.monthly_always_on,
-            o.result.latency_p50,
-            o.result.latency_p99,
-        )
-        for o in feasible
-        if o.cost and o.result
-    ]
-    measured_ids = {Path(p).name for p in calibrate_files}
-    for run in runs:
-        if run.id not in measured_ids and not run.source.startswith("published"):
-            continue
-        if "latency_p50" not in run.measured or run.gpu not in catalog.gpus:
-            continue
-        gpu = catalog.gpu(run.gpu)
-        dollars = monthly_cost(
-            gpu,
-            run.replicas * run.tensor_parallel,
-            schedule=Schedule.always(),
-            cold_start_s=0,
-            hours_per_month=hours_per_month,
-        ).monthly_always_on
-        p50 = run.measured["latency_p50"]
-        p99 = run.measured.get("latency_p99", p50)
-        points.append(
-            Point(
-                f"measured {run.replicas}x {run.gpu} {run.model} @{run.rate:g}/s",
-                dollars,
-                p50,
-                p99,
-                kind="measured",
-            )
-        )
-    return write_plot(
-        points, plot_dir, slo=slo, title=f"{model}: latency at {peak_rate} req/s vs monthly cost"
-    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -601,9 +376,9 @@ def predict_cmd(
         if smallest is None:
             raise click.ClickException(f"{model_spec.id} ({dtype}) does not fit on 8x {gpu}")
         tensor_parallel = smallest.tensor_parallel
-    factors, _, _ = _calibration(
+    factors = _calibration(
         catalog, calibrate_files, {"gpu": gpu_spec.id, "model": model_spec.id}, with_loo=False
-    )
+    ).factors
     deployment = Deployment(gpu_spec.id, model_spec.id, dtype_spec.id, tensor_parallel, replicas)
     workload = Workload(
         rate=rate,
@@ -624,30 +399,7 @@ def predict_cmd(
     if as_json:
         click.echo(json.dumps(data, indent=2, default=_json_default))
         return
-    r = prediction.result
-    console = make_console()
-    console.print(
-        f"{replicas}x {gpu_spec.id} ({dtype_spec.id}, TP={tensor_parallel}) serving "
-        f"{model_spec.id}: {rate:g} req/s {arrival} for {duration:g} s, "
-        f"{prompt_tokens} in / {output_tokens} out"
-        + (
-            ", one body repeated (prefix cache)"
-            if identical_prompts
-            else f", {prefix_cache_hit:.0%} of each prompt from the prefix cache"
-            if prefix_cache_hit
-            else ""
-        )
-    )
-    table = Table()
-    for column in ("", "p50 s", "p90 s", "p99 s"):
-        table.add_column(column, justify="right")
-    table.add_row("latency", f"{r.latency_p50:.3f}", f"{r.latency_p90:.3f}", f"{r.latency_p99:.3f}")
-    table.add_row("TTFT", f"{r.ttft_p50:.3f}", f"{r.ttft_p90:.3f}", f"{r.ttft_p99:.3f}")
-    console.print(table)
-    console.print(
-        f"requests {r.requests}, mean running batch {r.mean_batch:.1f}, max waiting "
-        f"{r.max_waiting}, API-server load {r.frontend_utilization:.0%}"
-    )
+    print_prediction(make_console(), prediction)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -718,42 +470,7 @@ def fit_cmd(model, gpus, dtypes, max_model_len, gpu_memory_utilization, catalog_
             )
         )
         return
-    console = make_console()
-    console.print(
-        f"{model_spec.id}: {model_spec.params / 1e9:.2f} B parameters, KV cache "
-        f"{model_spec.kv_bytes_per_token(catalog.kv_bytes_per_element) / 1024:.0f} KiB/token; "
-        + ", ".join(
-            f"{d.id} weights {model_spec.weight_bytes(d) / 1e9:.1f} GB" for d in dtype_specs
-        )
-    )
-    table = Table(
-        title=f"Will it fit (max-model-len {rows[0][0].max_model_len if rows else '-'})",
-        title_justify="left",
-    )
-    for column in (
-        "GPU",
-        "dtype",
-        "weights GiB",
-        "KV GiB",
-        "max batch @1 GPU",
-        "smallest TP",
-        "max batch @TP",
-        "note",
-    ):
-        table.add_column(column, justify="left" if column in ("GPU", "dtype", "note") else "right")
-    for single, smallest in rows:
-        table.add_row(
-            single.gpu,
-            single.dtype,
-            f"{single.weights_gib_per_gpu:.1f}",
-            f"{single.kv_gib_per_gpu:.1f}",
-            str(single.max_batch) if single.fits else "0",
-            str(smallest.tensor_parallel) if smallest else "-",
-            str(smallest.max_batch) if smallest else "-",
-            "" if single.fits else (single.reason if smallest else f"> 8 GPUs: {single.reason}"),
-        )
-    console.print(table)
-    console.print(f"TP degrees tried: {', '.join(map(str, TP_DEGREES))}")
+    print_fits(make_console(), catalog, model_spec, dtype_specs, rows)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -805,10 +522,8 @@ def calibrate_cmd(
         "prefix_cache_hit": prefix_cache_hit,
         "identical_prompts": identical_prompts,
     }
-    factors, runs, loo = _calibration(catalog, tuple(results), overrides)
-    if not results:
-        cal = load_calibration()
-        factors = fit_factors(catalog, runs, cal.priors, start=cal.factors)
+    calibration = _calibration(catalog, tuple(results), overrides, refit=True)
+    factors, runs, loo = calibration.factors, calibration.runs, calibration.loo
     fitted = [run for run in runs if run.use_for_fit]
     in_sample = [(run, predict_run(catalog, factors, run)) for run in fitted]
     validation = validate(catalog, factors, runs)
@@ -820,9 +535,9 @@ def calibrate_cmd(
                     "runs": [r.to_dict() for r in runs],
                     "in_sample": [{"run": r.id, **p} for r, p in in_sample],
                     "leave_one_out": [row.to_dict() for row in loo],
-                    "summary": _loo_summary(loo),
+                    "summary": error_summary(loo, "leave-one-run-out"),
                     "validation": [row.to_dict() for row in validation],
-                    "validation_summary": _validation_summary(validation),
+                    "validation_summary": error_summary(validation, "validation"),
                 },
                 indent=2,
                 default=_json_default,
@@ -836,8 +551,8 @@ def calibrate_cmd(
     for name, value in factors.to_dict().items():
         table.add_row(name, f"{value:.4g}")
     console.print(table)
-    console.print(_loo_table(loo, "Leave-one-run-out: each run predicted by a fit on the others"))
-    console.print(_loo_summary(loo))
+    console.print(error_table(loo, "Leave-one-run-out: each run predicted by a fit on the others"))
+    console.print(error_summary(loo, "leave-one-run-out"))
     for run, predicted in in_sample:
         console.print(
             f"  in-sample {run.id}: "
@@ -845,19 +560,46 @@ def calibrate_cmd(
         )
     if validation:
         console.print(
-            _loo_table(validation, "Validation (never fitted on): other GPUs, model sizes, dtypes")
+            error_table(validation, "Validation (never fitted on): other GPUs, model sizes, dtypes")
         )
-        console.print(_validation_summary(validation))
+        console.print(error_summary(validation, "validation"))
 
 
-def _validation_summary(rows: list[LooRow]) -> str:
-    if not rows:
-        return "validation: no validation runs"
-    errors = [abs(r.error_pct) for r in rows]
-    return (
-        f"validation error (out of sample, {len(rows)} measurements): "
-        f"mean |error| {sum(errors) / len(errors):.1f}%, max {max(errors):.1f}%"
+# ---------------------------------------------------------------------------------------------
+@plan.command("validate")
+@click.option("--catalog", "catalog_files", multiple=True)
+@click.option("--markdown", is_flag=True, help="The table as Markdown (what BENCHMARKS.md quotes).")
+@click.option("--json", "as_json", is_flag=True)
+def validate_cmd(catalog_files, markdown, as_json):
+    """Out-of-sample error: predict every published run the factors were never fitted on."""
+    from coderig.plan.calibrate import load_calibration
+    from coderig.plan.validation import markdown_table, out_of_sample, summary
+
+    catalog = _load(catalog_files)
+    cal = load_calibration()
+    rows = out_of_sample(catalog, cal.factors, cal.runs)
+    result = summary(rows)
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "factors": cal.factors.to_dict(),
+                    "rows": [r.to_dict() for r in rows],
+                    "summary": result.__dict__,
+                },
+                indent=2,
+                default=_json_default,
+            )
+        )
+        return
+    if markdown:
+        click.echo(markdown_table(rows))
+        return
+    console = make_console()
+    console.print(
+        error_table([r.row for r in rows], "Published runs never fitted on (shipped factors)")
     )
+    console.print(result.describe())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -891,52 +633,7 @@ def catalog_cmd(catalog_files, as_json):
             )
         )
         return
-    console = make_console()
-    gpus = Table(title="GPUs", title_justify="left")
-    for column in ("id", "memory GiB", "GB/s", "bf16 TFLOPS", "fp8 TFLOPS", "$/hour", "source"):
-        gpus.add_column(
-            column, justify="right" if column not in ("id", "source") else "left", overflow="fold"
-        )
-    for g in catalog.gpus.values():
-        gpus.add_row(
-            g.id,
-            f"{g.memory_gib:g}",
-            f"{g.bandwidth_gbps:g}",
-            f"{g.bf16_tflops:g}",
-            f"{g.fp8_tflops:g}" if g.fp8_tflops else "-",
-            f"{g.price_per_hour:.2f}",
-            g.source,
-        )
-    console.print(gpus)
-    models = Table(title="Models", title_justify="left")
-    for column in (
-        "id",
-        "params B",
-        "layers",
-        "hidden",
-        "heads/kv",
-        "KiB KV/token",
-        "bf16 GB",
-        "fp8 GB",
-        "int4 GB",
-    ):
-        models.add_column(column, justify="right" if column != "id" else "left")
-    dt = catalog.dtypes
-    for m in catalog.models.values():
-        models.add_row(
-            m.id,
-            f"{m.params / 1e9:.2f}",
-            str(m.layers),
-            str(m.hidden_size),
-            f"{m.attention_heads}/{m.kv_heads}",
-            f"{m.kv_bytes_per_token(catalog.kv_bytes_per_element) / 1024:.0f}",
-            *(
-                f"{m.weight_bytes(dt[d]) / 1e9:.1f}" if d in dt else "-"
-                for d in ("bf16", "fp8", "int4")
-            ),
-        )
-    console.print(models)
-    console.print("catalog files: " + "; ".join(catalog.files))
+    print_catalog(make_console(), catalog)
 
 
 def main() -> None:  # pragma: no cover - convenience for python -m coderig.plan.cli

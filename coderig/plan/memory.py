@@ -40,9 +40,12 @@ class Fit:
 
 
 def engine_limits(gpu: GPU, catalog: Catalog) -> tuple[int, int]:
-    """(max_num_batched_tokens, max_num_seqs) as vLLM picks them for this GPU's memory."""
+    """(max_num_batched_tokens, max_num_seqs) as vLLM picks them for this GPU: by its memory,
+    and by its name (vLLM keeps an A100's budget small whatever its memory, see engine.toml)."""
     engine = catalog.engine
-    large = gpu.memory_gib >= float(engine.get("large_gpu_min_gib", 70))
+    name = f"{gpu.id} {gpu.name}".lower()
+    excluded = any(word.lower() in name for word in engine.get("large_defaults_exclude", ()))
+    large = gpu.memory_gib >= float(engine.get("large_gpu_min_gib", 70)) and not excluded
     suffix = "large" if large else "small"
     return (
         int(engine.get(f"max_num_batched_tokens_{suffix}", 2048)),

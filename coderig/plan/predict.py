@@ -62,6 +62,7 @@ def step_model_for(
         factors,
         tensor_parallel=deployment.tensor_parallel,
         kv_bytes_per_element=catalog.kv_bytes_per_element,
+        unmeasured_matmul_fraction=catalog.unmeasured_matmul_fraction,
     )
     budget, max_seqs = engine_limits(gpu, catalog)
     return step, memory, budget, max_seqs

@@ -72,11 +72,16 @@ class StepModel:
         *,
         tensor_parallel: int = 1,
         kv_bytes_per_element: float = 2.0,
+        unmeasured_matmul_fraction: float = 0.8,
     ) -> None:
         tp = tensor_parallel
         self.gpu, self.model, self.dtype, self.factors, self.tp = gpu, model, dtype, factors, tp
-        self.gemm_flops_per_s = gpu.tflops(dtype.compute) * 1e12 * tp * factors.compute_efficiency
-        self.attn_flops_per_s = gpu.bf16_tflops * 1e12 * tp * factors.compute_efficiency
+        # Compute-bound work runs at a fraction (compute_efficiency) of what a large GEMM can
+        # reach on this GPU (measured MAMF, see GPU.matmul_tflops), not of its datasheet peak.
+        gemm = gpu.matmul_tflops(dtype.compute, unmeasured_matmul_fraction)
+        attn = gpu.matmul_tflops("bf16", unmeasured_matmul_fraction)
+        self.gemm_flops_per_s = gemm * 1e12 * tp * factors.compute_efficiency
+        self.attn_flops_per_s = attn * 1e12 * tp * factors.compute_efficiency
         self.bytes_per_s = gpu.bandwidth_gbps * 1e9 * tp * factors.bandwidth_efficiency
         self.flops_per_token = 2.0 * model.block_params
         self.flops_per_logit = 2.0 * model.lm_head_params

@@ -5,14 +5,25 @@ token per step, so a sequence's finishing step is known when its decode starts (
 the batch's total context is ``batch * step + constant`` (two running sums). That keeps a
 replica-minute of simulation to a few thousand cheap iterations.
 
-Per step, as vLLM V1 with chunked prefill does (and vidur's Sarathi/vLLM replica schedulers):
+Per step, as vLLM V1's scheduler does (``vllm/v1/core/sched/scheduler.py``, ``schedule()``;
+vidur's Sarathi/vLLM replica schedulers are the same idea):
 
-1. every running decode gets one token of the ``max_num_batched_tokens`` budget;
-2. prompts already being prefilled continue, first come first served, within what is left;
-3. waiting requests are admitted in arrival order while budget, ``max_num_seqs`` and KV-cache
-   space last (a request reserves ``prompt + output`` tokens of KV, so nothing is preempted);
-   the part of its prompt found in the prefix cache (``Workload.prefix_cache_hit`` or
-   ``identical_prompts``) is not computed, only attended;
+1. running requests first, oldest first: every running decode gets one token of the
+   ``max_num_batched_tokens`` budget, then prompts already being prefilled continue within
+   what is left. Each needs KV blocks for the tokens it computes this step
+   (``KVCacheManager.allocate_slots``); when the free blocks run out, the NEWEST running
+   request is preempted (``self.running.pop()``, ``_preempt_request``: its blocks are freed and
+   it goes back to the front of the waiting queue, to be recomputed: prompt plus the tokens it
+   had generated, which it keeps);
+2. only if nothing was preempted in this step (``if not preempted_reqs``), waiting requests
+   are admitted in arrival order while budget, ``max_num_seqs`` and free blocks for their first
+   chunk last. Blocks are taken as tokens are computed, not reserved for the whole output;
+   the part of a prompt found in the prefix cache (``Workload.prefix_cache_hit`` or
+   ``identical_prompts``) is not computed, only attended, and a prefix that running requests
+   share is held once (blocks are reference-counted and found by hash);
+3. when prefill saturates the engine (more prompt tokens waiting than the budget leaves after
+   the decodes), every step is a full budget of prefill chunks plus all running decodes, so
+   the decodes advance one token per long, compute-bound step while the queue drains FCFS;
 4. the step takes :meth:`StepModel.step_time` of the resulting mix; a prompt whose last chunk
    ran produces its first token at the end of the step;
 5. the API-server process then handles the step's tokens (``frontend_s_per_token`` each), one
@@ -95,6 +106,8 @@ class SimResult:
     #: Busy fraction of the busiest replica's API-server process over the attack (>= 1: its
     #: queue grew for the whole run, the replica is CPU-bound whatever its GPU).
     frontend_utilization: float = 0.0
+    #: Requests preempted for KV-cache space (and recomputed later), over all replicas.
+    preemptions: int = 0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -108,6 +121,24 @@ def arrival_times(rate: float, duration: float, arrival: str = "constant", seed:
     return np.asarray(send_times(rate, duration, arrival=arrival, seed=seed), dtype=float)
 
 
+#: Request phases in the simulator (vLLM: WAITING/PREEMPTED, RUNNING prefill or decode).
+_WAITING, _PREFILL, _DECODE, _DONE = 0, 1, 2, 3
+
+
+def _kv_used(decode_kv: float, prefill_kv: float, seqs: int, shared: int, slack: float) -> float:
+    """KV-cache tokens in use on a replica, as vLLM V1's KV-cache manager counts blocks.
+
+    * Blocks are allocated as tokens are computed (``KVCacheManager.allocate_slots`` for the
+      tokens scheduled this step), not reserved for the whole output up front: a decoding
+      request holds its context, a prefilling one what it has computed (and its cached hit).
+    * A sequence's last block is partly empty: ``slack`` tokens each on average.
+    * Blocks are reference-counted and found by content hash (automatic prefix caching), so a
+      prefix that ``seqs`` running requests share (one repeated request body: ``shared``
+      tokens) is held ONCE, not once per request.
+    """
+    return decode_kv + prefill_kv + slack * seqs - shared * max(seqs - 1, 0)
+
+
 class _Replica:
     __slots__ = (
         "model",
@@ -118,14 +149,17 @@ class _Replica:
         "step",
         "waiting",
         "prefilling",
+        "prefill_kv",
         "heap",
         "batch",
         "base_sum",
-        "reserved",
+        "order",
         "outstanding",
         "batch_area",
         "busy_time",
         "admitted",
+        "preemptions",
+        "kv_safe_until",
         "frontend_free",
         "frontend_busy",
     )
@@ -138,15 +172,19 @@ class _Replica:
         self.now = 0.0
         self.step = 0
         self.waiting: deque[int] = deque()
-        self.prefilling: list[list[int]] = []  # [request, prompt tokens in KV cache]
-        self.heap: list[tuple[int, int, int]] = []  # (finish step, request, base)
+        self.prefilling: list[list[int]] = []  # [request, tokens in KV cache, tokens to hold]
+        self.prefill_kv = 0  # KV tokens held by the prefilling requests
+        self.heap: list[tuple[int, int, int, int]] = []  # (finish step, request, base, version)
         self.batch = 0
         self.base_sum = 0
-        self.reserved = 0
+        #: (request, admission) of running requests, oldest first (vLLM's running list)
+        self.order: list[tuple[int, int]] = []
         self.outstanding = 0
         self.batch_area = 0.0
         self.busy_time = 0.0
         self.admitted = 0  # requests this replica has started; its first one finds no cache
+        self.preemptions = 0
+        self.kv_safe_until = 0  # decode-only steps before this one cannot run out of KV blocks
         self.frontend_free = 0.0  # when the API-server process has caught up
         self.frontend_busy = 0.0
 
@@ -180,6 +218,11 @@ def simulate(
     is slower than the engine produces tokens, its queue, and every request's latency, grow
     for as long as the load lasts. A token reaches the client when the API server has
     processed the step that produced it.
+
+    KV cache (``kv_capacity_tokens`` per replica) is used the way vLLM V1's KV-cache manager
+    uses it (see :func:`_kv_used`): blocks are taken as tokens are computed, a prefix shared
+    by several requests is held once, and when a step cannot get the blocks it needs the
+    newest running request is preempted and later recomputed.
     """
     arrivals = arrival_times(workload.rate, workload.duration, workload.arrival, workload.seed)
     n = len(arrivals)
@@ -188,19 +231,28 @@ def simulate(
         return SimResult(0, 0, nan, nan, nan, nan, nan, nan, 0.0, 0)
     prompt, output = int(workload.prompt_tokens), max(1, int(workload.output_tokens))
     need = prompt + output
-    if need > kv_capacity_tokens:
+    slack = block_size / 2.0  # a sequence's last block is half empty on average
+    if need + slack > kv_capacity_tokens:
         raise ValueError(
             f"a request needs {need} KV tokens but a replica holds {kv_capacity_tokens}"
         )
     if workload.identical_prompts:
         cached_warm = cached_prompt_tokens(prompt, 1.0, block_size)
         cached_cold = 0
+        shared = cached_warm  # one copy of the body's blocks serves every running request
     else:
         cached_warm = cached_cold = cached_prompt_tokens(
             prompt, workload.prefix_cache_hit, block_size
         )
+        shared = 0  # each developer's prefix is their own
     first = np.full(n, np.nan)
     end = np.full(n, np.nan)
+    # Per-request state as plain lists: indexed once per event, where numpy scalars are slow.
+    phase = [_WAITING] * n
+    generated = [0] * n  # tokens a preempted request already produced
+    version = [0] * n  # invalidates the heap entry of a preempted decode
+    admissions = [0] * n  # times admitted: tells stale running entries
+    dec_entry: dict[int, tuple[int, int]] = {}  # decoding request -> (finish step, base)
     reps = [
         _Replica(step_model, max_batched_tokens, max_seqs, kv_capacity_tokens)
         for _ in range(replicas)
@@ -212,12 +264,55 @@ def simulate(
 
     per_decode, weights_s, per_pair, per_seq_s, fixed_s = step_model.decode_constants()
 
+    def kv_used(rep: _Replica, extra_seqs: int = 0) -> float:
+        return _kv_used(
+            rep.batch * rep.step + rep.base_sum,
+            rep.prefill_kv,
+            rep.batch + len(rep.prefilling) + extra_seqs,
+            shared,
+            slack,
+        )
+
+    def preempt_newest(rep: _Replica) -> bool:
+        """vLLM V1 ``Scheduler._preempt_request`` on ``running.pop()``: free the newest
+        running request's blocks and put it first in the waiting queue, to be recomputed."""
+        if rep.batch + len(rep.prefilling) <= 1:
+            return False  # a lone request always fits (checked before the run)
+        order = rep.order
+        while (
+            phase[order[-1][0]] not in (_PREFILL, _DECODE)
+            or order[-1][1] != admissions[order[-1][0]]
+        ):
+            order.pop()  # finished, or a stale entry from before an earlier preemption
+        req = order.pop()[0]
+        if phase[req] == _DECODE:
+            finish, base = dec_entry.pop(req)
+            generated[req] = output - (finish - rep.step)
+            version[req] += 1
+            rep.batch -= 1
+            rep.base_sum -= base
+        else:
+            item = next(i for i in rep.prefilling if i[0] == req)
+            rep.prefilling.remove(item)
+            rep.prefill_kv -= item[1]
+        phase[req] = _WAITING
+        rep.waiting.appendleft(req)
+        rep.preemptions += 1
+        return True
+
     def run_step(rep: _Replica) -> None:
         batch = rep.batch
         finishing: list[list[int]] = []
-        if not rep.prefilling and not rep.waiting:
+        pairs = batch * rep.step + rep.base_sum  # decodes attend their whole context
+        decode_only = not rep.prefilling and not rep.waiting
+        if decode_only and rep.step >= rep.kv_safe_until:
+            # KV grows by `batch` tokens a decode-only step, so the step at which it would run
+            # out is known; until then no step needs the check (finishing requests only push it
+            # later; new decodes come through the general path, which resets it).
+            room = rep.kv_capacity - (pairs + slack * batch - shared * (batch - 1))  # _kv_used
+            rep.kv_safe_until = rep.step + int(room // batch) + 1 if room >= 0 else 0
+        if decode_only and rep.step < rep.kv_safe_until:
             # Decode-only step (most steps): step_time() folded into its constants.
-            pairs = batch * rep.step + rep.base_sum
             gemm = per_decode * batch
             dt = (
                 (gemm if gemm > weights_s else weights_s)
@@ -227,9 +322,32 @@ def simulate(
             )
             emitted = batch
         else:
+            rep.kv_safe_until = 0  # the batch may change in this step: check the next one
+            # Running requests first (decodes, then prefills already started, oldest first):
+            # preempt the newest until their blocks for this step fit.
+            preempted = False
+            n_seqs = batch + len(rep.prefilling)
+            used = pairs + rep.prefill_kv + slack * n_seqs  # kv_used(rep), inlined: every step
+            if shared and n_seqs > 1:
+                used -= shared * (n_seqs - 1)
+            # Cheap test first: even a full budget of prefill chunks fits (the usual case).
+            while used + max(rep.budget - rep.batch, 0) > rep.kv_capacity:
+                budget = rep.budget - rep.batch
+                chunk_kv = 0
+                for item in rep.prefilling:
+                    if budget <= 0:
+                        break
+                    c = min(item[2] - item[1], budget)
+                    chunk_kv += c
+                    budget -= c
+                if used + chunk_kv <= rep.kv_capacity or not preempt_newest(rep):
+                    break
+                preempted = True
+                used = kv_used(rep)
+            batch = rep.batch
             budget = rep.budget - batch
             tokens = batch
-            pairs = batch * rep.step + rep.base_sum  # decodes attend their whole context
+            pairs = batch * rep.step + rep.base_sum
             kv_read = pairs
             logits = batch
             seqs = batch + len(rep.prefilling)
@@ -237,22 +355,39 @@ def simulate(
             for item in rep.prefilling:
                 if budget <= 0:
                     break
-                c = min(prompt - item[1], budget)
+                c = min(item[2] - item[1], budget)
                 chunks.append((item, c))
                 budget -= c
+                used += c
+            # Waiting requests only when nothing was preempted (vLLM V1 schedules WAITING
+            # requests only `if not preempted_reqs`), FCFS, while budget, max_num_seqs and
+            # free blocks for their first chunk last.
             while (
-                rep.waiting
+                not preempted
+                and rep.waiting
                 and budget > 0
                 and rep.batch + len(rep.prefilling) < rep.max_seqs
-                and rep.reserved + need <= rep.kv_capacity
             ):
+                req = rep.waiting[0]
                 cached = cached_cold if rep.admitted == 0 else cached_warm
+                target = prompt + generated[req]
+                c = min(target - cached, budget)
+                # Its cached blocks are taken back from the free queue and count as used,
+                # unless they are the shared prefix that running requests already hold.
+                held_by_others = shared if rep.batch + len(rep.prefilling) else 0
+                grow = cached + c + slack - held_by_others
+                if used + grow > rep.kv_capacity:
+                    break
+                rep.waiting.popleft()
                 rep.admitted += 1
-                item = [rep.waiting.popleft(), cached]
+                phase[req] = _PREFILL
+                admissions[req] += 1
+                rep.order.append((req, admissions[req]))
+                item = [req, cached, target]
                 rep.prefilling.append(item)
-                rep.reserved += need
+                rep.prefill_kv += cached
+                used += grow
                 seqs += 1
-                c = min(prompt - cached, budget)
                 chunks.append((item, c))
                 budget -= c
             for item, c in chunks:
@@ -261,7 +396,8 @@ def simulate(
                 pairs += c * (done + (c + 1) / 2)
                 kv_read += done + c
                 item[1] = done + c
-                if item[1] >= prompt:
+                rep.prefill_kv += c
+                if item[1] >= item[2]:
                     logits += 1
                     finishing.append(item)
             dt = step_time(tokens, logits, pairs, kv_read, seqs)
@@ -282,23 +418,32 @@ def simulate(
             delivered = t
         heap = rep.heap
         while heap and heap[0][0] <= k:
-            _, req, base = heapq.heappop(heap)
+            _, req, base, ver = heapq.heappop(heap)
+            if ver != version[req]:
+                continue  # preempted since; its new entry (if any) is elsewhere in the heap
             end[req] = delivered
+            phase[req] = _DONE
+            del dec_entry[req]
             rep.batch -= 1
             rep.base_sum -= base
-            rep.reserved -= need
             rep.outstanding -= 1
         for item in finishing:
             rep.prefilling.remove(item)
-            req = item[0]
-            first[req] = delivered
-            if output == 1:
+            req, held, target = item
+            rep.prefill_kv -= held
+            if np.isnan(first[req]):
+                first[req] = delivered
+            produced = generated[req] + 1  # the step after a prefill samples a token
+            if produced >= output:
                 end[req] = delivered
-                rep.reserved -= need
+                phase[req] = _DONE
                 rep.outstanding -= 1
             else:
-                base = prompt + 1 - k
-                heapq.heappush(heap, (k + output - 1, req, base))
+                base = target + 1 - k
+                finish = k + output - produced
+                phase[req] = _DECODE
+                dec_entry[req] = (finish, base)
+                heapq.heappush(heap, (finish, req, base, version[req]))
                 rep.batch += 1
                 rep.base_sum += base
 
@@ -366,4 +511,5 @@ def simulate(
         max_waiting=max_waiting,
         aborted=aborted,
         frontend_utilization=frontend_utilization,
+        preemptions=sum(r.preemptions for r in reps),
     )
