@@ -2,67 +2,45 @@
 
 from __future__ import annotations
 
-import asyncio
-import json
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from fastapi import APIRouter, Depends, FastAPI, Request
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi import Depends, FastAPI
+from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from coderig import __version__
 from coderig.serve import lora_admin
 from coderig.serve.auth import (
     ADMIN_ENV_VAR,
-    SESSION_HEADER,
     Authenticator,
     KeyStore,
     RateLimiter,
     require_key,
 )
-from coderig.serve.disconnect import ClientGone, unless_client_leaves, whole_text
 from coderig.serve.editors.infill import InfillAPI
 from coderig.serve.editors.ollama import OllamaAPI
-from coderig.serve.editors.openai import openai_editor_rules
 from coderig.serve.editors.tabby import TabbyAPI
 from coderig.serve.engine_metrics import EngineMetrics
 from coderig.serve.errors import OpenAIError, install_error_handlers
-from coderig.serve.fim import FIM_HEADER, FimTemplate
-from coderig.serve.generate import Admission, Delta, Finished, GenerationRequest, Generator
+from coderig.serve.fim import FimTemplate
+from coderig.serve.generate import Admission, GenerationRequest, Generator
 from coderig.serve.limits import BodySizeLimit
 from coderig.serve.metrics import GatewayMetrics
+from coderig.serve.openai_api import ERROR_RESPONSES, openai_router
 from coderig.serve.openapi import install_openapi
 from coderig.serve.pool import Replica, ReplicaPool, ReplicaState
-from coderig.serve.postprocess import apply_editor_rules
 from coderig.serve.prompts import PromptBuilder, RenderedPrompt
+from coderig.serve.request_metrics import RequestCounter
 from coderig.serve.routing import Router
-from coderig.serve.schemas import (
-    ChatCompletionRequest,
-    ChatCompletionResponse,
-    CompletionRequest,
-    CompletionResponse,
-    ErrorResponse,
-    ModelList,
-)
 from coderig.serve.settings import ServeSettings
 from coderig.serve.tokenizer import Tokenizer
 
 log = logging.getLogger("coderig.serve")
-
-
-ERROR_RESPONSES = {
-    400: {"model": ErrorResponse, "description": "Invalid request"},
-    401: {"model": ErrorResponse, "description": "Missing or wrong API key"},
-    429: {"model": ErrorResponse, "description": "Rate limited or overloaded; see Retry-After"},
-    404: {"model": ErrorResponse, "description": "Unknown model"},
-    413: {"model": ErrorResponse, "description": "Body too large"},
-    503: {"model": ErrorResponse, "description": "No replica available; retry"},
-}
 
 
 @dataclass
@@ -224,6 +202,8 @@ def create_app(gateway: Gateway, *, manage_lifecycle: bool = True) -> FastAPI:
         max_tokens_limit=gateway.settings.max_tokens_limit,
         fim=gateway.fim_template is not None,
     )
+    # Counts every API request when its response is over, whatever path it took.
+    app.add_middleware(RequestCounter, metrics=gateway.metrics)
     app.add_middleware(
         BodySizeLimit,
         max_bytes=gateway.settings.max_body_bytes,
@@ -257,105 +237,7 @@ def create_app(gateway: Gateway, *, manage_lifecycle: bool = True) -> FastAPI:
 
     tabby = TabbyAPI(gateway)
     # POST /v1/completions with Tabby's `segments` is handed to Tabby's handler.
-    v1 = APIRouter(dependencies=[Depends(require_key)], route_class=tabby.dispatch_route_class())
-
-    @v1.get("/v1/models", response_model=ModelList, tags=["openai"])
-    async def models() -> dict:
-        return {
-            "object": "list",
-            "data": [
-                {
-                    "id": gateway.model_name,
-                    "object": "model",
-                    "created": gateway.created,
-                    "owned_by": "coderig",
-                    "max_model_len": gateway.settings.max_model_len,
-                    "fim_template": gateway.fim_template.id if gateway.fim_template else None,
-                },
-                *(
-                    {
-                        "id": name,
-                        "object": "model",
-                        "created": gateway.created,
-                        "owned_by": "coderig",
-                        "root": source,
-                        "parent": gateway.model_name,
-                        "max_model_len": gateway.settings.max_model_len,
-                        "fim_template": gateway.fim_template.id if gateway.fim_template else None,
-                    }
-                    for name, source in gateway.adapters.items()
-                ),
-            ],
-        }
-
-    @v1.post(
-        "/v1/completions",
-        tags=["openai"],
-        responses={200: {"model": CompletionResponse}, **ERROR_RESPONSES},
-    )
-    async def completions(body: CompletionRequest, request: Request) -> Response:
-        gateway.check_model(body.model)
-        rendered = gateway.prompts.completion(body.prompt, body.suffix)  # type: ignore[arg-type]
-        gen = gateway.generation_request(
-            "completions",
-            body,
-            rendered,
-            body.max_tokens,
-            gateway.settings.default_max_tokens,
-            session=request.headers.get(SESSION_HEADER),
-        )
-        headers = {FIM_HEADER: rendered.fim} if rendered.fim else {}
-        include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        rules = openai_editor_rules(body, gateway.settings)
-        events = (
-            apply_editor_rules(
-                gateway.generator.run(gen),
-                gen,
-                rules,
-                metrics=gateway.metrics,
-                count_tokens=gateway.generator.count_tokens,
-            )
-            if rules
-            else None
-        )
-        return await respond(
-            request,
-            gateway,
-            gen,
-            CompletionFormat(gen.model or gateway.model_name),
-            body.stream,
-            include_usage,
-            headers,
-            events,
-        )
-
-    @v1.post(
-        "/v1/chat/completions",
-        tags=["openai"],
-        responses={200: {"model": ChatCompletionResponse}, **ERROR_RESPONSES},
-    )
-    async def chat_completions(body: ChatCompletionRequest, request: Request) -> Response:
-        gateway.check_model(body.model)
-        rendered = gateway.prompts.chat(body.messages)
-        requested = body.max_completion_tokens or body.max_tokens
-        if body.max_completion_tokens and body.max_tokens:
-            # Both given: the newer field wins, but neither may break the server's limit.
-            gateway.prompts.max_tokens(body.max_tokens, 0, None)
-        gen = gateway.generation_request(
-            "chat", body, rendered, requested, None, session=request.headers.get(SESSION_HEADER)
-        )
-        include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        return await respond(
-            request,
-            gateway,
-            gen,
-            ChatFormat(gen.model or gateway.model_name),
-            body.stream,
-            include_usage,
-            {},
-        )
-
-    app.include_router(v1)
+    app.include_router(openai_router(gateway, tabby.dispatch_route_class()))
     app.include_router(tabby.router)
     app.include_router(InfillAPI(gateway).router)
     app.include_router(OllamaAPI(gateway).router)
@@ -368,166 +250,3 @@ def create_app(gateway: Gateway, *, manage_lifecycle: bool = True) -> FastAPI:
             lora_admin.router, responses=ERROR_RESPONSES, include_in_schema=runtime_lora
         )
     return app
-
-
-# --- response shaping ------------------------------------------------------------------
-
-
-class CompletionFormat:
-    object = "text_completion"
-
-    def __init__(self, model: str) -> None:
-        self.model = model
-
-    def chunk(self, gen: GenerationRequest, text: str, finish_reason: str | None) -> dict:
-        return {
-            "id": f"cmpl-{gen.id}",
-            "object": self.object,
-            "created": gen.created,
-            "model": self.model,
-            "choices": [
-                {"index": 0, "text": text, "logprobs": None, "finish_reason": finish_reason}
-            ],
-        }
-
-    def first_chunk(self, gen: GenerationRequest) -> dict | None:
-        return None
-
-    def usage_chunk(self, gen: GenerationRequest, usage: dict) -> dict:
-        return {
-            "id": f"cmpl-{gen.id}",
-            "object": self.object,
-            "created": gen.created,
-            "model": self.model,
-            "choices": [],
-            "usage": usage,
-        }
-
-    def whole(self, gen: GenerationRequest, text: str, done: Finished) -> dict:
-        body = self.chunk(gen, text, done.finish_reason)
-        body["usage"] = done.usage()
-        return body
-
-
-class ChatFormat(CompletionFormat):
-    object = "chat.completion.chunk"
-
-    def chunk(self, gen: GenerationRequest, text: str, finish_reason: str | None) -> dict:
-        delta = {"content": text} if text or finish_reason is None else {}
-        return {
-            "id": f"chatcmpl-{gen.id}",
-            "object": self.object,
-            "created": gen.created,
-            "model": self.model,
-            "choices": [
-                {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
-            ],
-        }
-
-    def first_chunk(self, gen: GenerationRequest) -> dict | None:
-        chunk = self.chunk(gen, "", None)
-        chunk["choices"][0]["delta"] = {"role": "assistant", "content": ""}
-        return chunk
-
-    def usage_chunk(self, gen: GenerationRequest, usage: dict) -> dict:
-        body = super().usage_chunk(gen, usage)
-        body["id"] = f"chatcmpl-{gen.id}"
-        return body
-
-    def whole(self, gen: GenerationRequest, text: str, done: Finished) -> dict:
-        return {
-            "id": f"chatcmpl-{gen.id}",
-            "object": "chat.completion",
-            "created": gen.created,
-            "model": self.model,
-            "choices": [
-                {
-                    "index": 0,
-                    "message": {"role": "assistant", "content": text},
-                    "logprobs": None,
-                    "finish_reason": done.finish_reason,
-                }
-            ],
-            "usage": done.usage(),
-        }
-
-
-async def respond(
-    request: Request,
-    gateway: Gateway,
-    gen: GenerationRequest,
-    fmt: CompletionFormat,
-    stream: bool,
-    include_usage: bool,
-    headers: dict[str, str],
-    events: AsyncIterator | None = None,
-) -> Response:
-    events = events if events is not None else gateway.generator.run(gen)
-    metrics = gateway.metrics
-    if not stream:
-        return await _whole_response(request, events, gen, fmt, metrics, headers)
-    # Pull the first event before answering, so a request that cannot start gets a real
-    # status code (503, 429...) instead of a 200 stream carrying an error; meanwhile watch the
-    # client, so one that leaves while queued frees its place at once.
-    try:
-        first = await unless_client_leaves(request, anext(events))
-    except ClientGone:
-        metrics.requests.labels(gen.route, "499").inc()
-        return Response(status_code=499)
-    except OpenAIError as exc:
-        metrics.requests.labels(gen.route, str(exc.status)).inc()
-        raise
-    return StreamingResponse(
-        _sse(first, events, gen, fmt, metrics, include_usage),
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no", **headers},
-    )
-
-
-async def _whole_response(request, events, gen, fmt, metrics, headers) -> Response:
-    try:
-        text, done = await unless_client_leaves(request, whole_text(events))
-    except ClientGone:
-        # The client hung up: generation stopped (closing the upstream stream stops the engine).
-        metrics.requests.labels(gen.route, "499").inc()
-        return Response(status_code=499)
-    except OpenAIError as exc:
-        metrics.requests.labels(gen.route, str(exc.status)).inc()
-        raise
-    metrics.requests.labels(gen.route, "200").inc()
-    return JSONResponse(fmt.whole(gen, text, done), headers=headers)
-
-
-async def _sse(
-    first, events: AsyncIterator, gen, fmt: CompletionFormat, metrics, include_usage: bool
-) -> AsyncIterator[bytes]:
-    status = "200"
-    try:
-        opening = fmt.first_chunk(gen)
-        if opening is not None:
-            yield _data(opening)
-        event = first
-        while True:
-            if isinstance(event, Delta):
-                yield _data(fmt.chunk(gen, event.text, None))
-            else:
-                yield _data(fmt.chunk(gen, "", event.finish_reason))
-                if include_usage:
-                    yield _data(fmt.usage_chunk(gen, event.usage()))
-                break
-            event = await anext(events)
-    except OpenAIError as exc:
-        # Headers are gone; report in-band as vLLM and OpenAI do, then end the stream.
-        status = str(exc.status)
-        yield _data(exc.body())
-    except asyncio.CancelledError:
-        status = "499"
-        raise
-    finally:
-        metrics.requests.labels(gen.route, status).inc()
-        await events.aclose()
-    yield b"data: [DONE]\n\n"
-
-
-def _data(obj: dict) -> bytes:
-    return b"data: " + json.dumps(obj, separators=(",", ":")).encode() + b"\n\n"

@@ -1,19 +1,17 @@
-"""Running one editor completion: the generation request, the stop rules, the collected text."""
+"""Running one editor completion: the request body, the generation request, the stop rules."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from fastapi import Request
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
-from coderig.serve.disconnect import ClientGone, unless_client_leaves, whole_text
 from coderig.serve.editors.prompt import EditorPrompt
 from coderig.serve.errors import OpenAIError
-from coderig.serve.generate import Event, Finished, GenerationRequest
+from coderig.serve.generate import Event, GenerationRequest
 from coderig.serve.postprocess import EditorRules, StopReport, apply_editor_rules
 from coderig.serve.schemas import surrogate_path
 
@@ -111,19 +109,3 @@ def editor_events(
         count_tokens=gateway.generator.count_tokens,
         report=report,
     )
-
-
-@dataclass
-class Collected:
-    text: str
-    finished: Finished
-
-
-async def collect(request: Request, events: AsyncIterator[Event]) -> Collected | None:
-    """The whole completion, or None when the client hung up first (generation is then
-    cancelled). Raises OpenAIError when the generation could not run."""
-    try:
-        text, finished = await unless_client_leaves(request, whole_text(events))
-    except ClientGone:
-        return None
-    return Collected(text, finished)

@@ -36,7 +36,6 @@ def api_route_class(render: ErrorRenderer) -> type[APIRoute]:
                     error = request_error(request, exc)
                 except OpenAIError as exc:
                     error = exc
-                _count(request, error.status)
                 return render(error.status, error.message, error.code, error.headers)
 
             return guarded
@@ -53,14 +52,6 @@ def editor_router(render: ErrorRenderer, tag: str) -> APIRouter:
         tags=[tag],
         include_in_schema=False,
     )
-
-
-def _count(request: Request, status: int) -> None:
-    route = getattr(request.scope.get("route"), "name", None) or request.url.path
-    request.app.state.gateway.metrics.requests.labels(route, str(status)).inc()
-
-
-# --- the three shapes ----------------------------------------------------------------------
 
 
 def tabby_error(status: int, message: str, code: str | None, headers: dict[str, str]) -> Response:

@@ -19,16 +19,14 @@ import asyncio
 import json
 import time
 from collections import deque
-from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse
 from pydantic import Field
 
 from coderig.serve.editors.common import (
     EditorBody,
-    collect,
     editor_events,
     generation_request,
     key_name,
@@ -37,9 +35,10 @@ from coderig.serve.editors.common import (
 from coderig.serve.editors.errors import editor_router, llamacpp_error
 from coderig.serve.editors.prompt import ContextSnippet, EditorPromptBuilder
 from coderig.serve.errors import OpenAIError
-from coderig.serve.generate import Delta, Finished, GenerationRequest
+from coderig.serve.generate import Finished, GenerationRequest
 from coderig.serve.languages import load_languages
-from coderig.serve.postprocess import EditorRules, StopReport
+from coderig.serve.postprocess import STOP_RULES, EditorRules, StopReport
+from coderig.serve.respond import Encoder, respond
 
 # llama.cpp's /completion default n_predict is -1 (until the context is full); an editor that
 # omits it gets this many tokens.
@@ -131,10 +130,8 @@ class InfillAPI:
         if not (code or body.input_suffix):
             # Nothing around the cursor: nothing to complete (the prefix-only fallback of a
             # model without FIM tokens could not even start).
-            outcome = _Outcome(gateway.model_name, False, 0, started)
-            gateway.metrics.requests.labels("infill", "200").inc()
-            answer = outcome.final("", Finished("stop", 0, 0))
-            return JSONResponse(_select(answer, body.response_fields))
+            outcome = InfillEncoder(gateway.model_name, False, 0, started, body.response_fields)
+            return outcome.whole("", Finished("stop", 0, 0))
         prompt = self.prompts.build(
             prefix=body.input_prefix,
             suffix=body.input_suffix,
@@ -147,11 +144,13 @@ class InfillAPI:
             body.input_prefix + body.prompt,
             body.input_suffix,
             language=language,
+            # llama.cpp's own n_indent stop holds even with coderig's rules off
+            rules=frozenset(
+                STOP_RULES if body.stop_rules else ("dedent",) if body.n_indent else ()
+            ),
             min_indent=body.n_indent or None,
             time_budget_ms=body.t_max_predict_ms or gateway.settings.editor_time_budget_ms,
         )
-        if not body.stop_rules:
-            rules.rules = frozenset({"dedent"}) if body.n_indent else frozenset()
         gen = generation_request(
             gateway,
             "infill",
@@ -171,25 +170,18 @@ class InfillAPI:
         self.tracker.sent(ids)
         report = StopReport()
         events = editor_events(gateway, gen, rules, report)
-        state = _Outcome(gateway.model_name, prompt.truncated, cached, started, report)
+        encoder = InfillEncoder(
+            gateway.model_name, prompt.truncated, cached, started, body.response_fields, report
+        )
         key = key_name(request)
         gateway.metrics.editor_completions.labels("infill", rules.language_label, key).inc()
-        if body.stream:
-            return await self._stream(events, state, body.response_fields)
-        collected = await collect(request, events)
-        if collected is None:
-            gateway.metrics.requests.labels("infill", "499").inc()
-            return Response(status_code=499)
-        gateway.metrics.requests.labels("infill", "200").inc()
-        answer = state.final(collected.text, collected.finished)
-        headers = {"X-Coderig-Stop": report.header()} if report.header() else {}
-        return JSONResponse(_select(answer, body.response_fields), headers=headers)
+        return await respond(request, events, encoder, stream=body.stream)
 
     def _warm_up(self, body, snippets, language, started: float) -> Response:
         """Send the prompt to a replica in the background (one token) and answer now."""
         if not (body.input_prefix or body.input_suffix or body.prompt or snippets):
-            outcome = _Outcome(self.gateway.model_name, False, 0, started)
-            return JSONResponse(_select(outcome.final("", Finished("length", 0, 0)), None))
+            outcome = InfillEncoder(self.gateway.model_name, False, 0, started)
+            return outcome.whole("", Finished("length", 0, 0))
         prompt = self.prompts.build(
             prefix=body.input_prefix,
             suffix=body.input_suffix,
@@ -207,10 +199,10 @@ class InfillAPI:
         if self.warmup is not None and not self.warmup.done():
             self.warmup.cancel()  # a newer context supersedes it
         self.warmup = asyncio.ensure_future(self._drain(gen))
-        self.gateway.metrics.requests.labels("infill", "200").inc()
-        outcome = _Outcome(self.gateway.model_name, prompt.truncated, cached, started)
-        answer = outcome.final("", Finished("length", gen.prompt_tokens, 0))
-        return JSONResponse(_select(answer, body.response_fields))
+        outcome = InfillEncoder(
+            self.gateway.model_name, prompt.truncated, cached, started, body.response_fields
+        )
+        return outcome.whole("", Finished("length", gen.prompt_tokens, 0))
 
     async def _drain(self, gen: GenerationRequest) -> None:
         events = self.gateway.generator.run(gen)
@@ -222,43 +214,10 @@ class InfillAPI:
         finally:
             await events.aclose()
 
-    async def _stream(self, events, state, fields) -> Response:
-        try:
-            first = await anext(events)
-        except OpenAIError:
-            await events.aclose()
-            raise
-        return StreamingResponse(
-            self._sse(first, events, state, fields),
-            media_type="text/event-stream",
-            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-        )
 
-    async def _sse(self, first, events, state, fields) -> AsyncIterator[bytes]:
-        metrics = self.gateway.metrics
-        status = "200"
-        try:
-            event = first
-            while True:
-                if isinstance(event, Delta):
-                    yield _data({"content": event.text, "stop": False})
-                else:
-                    yield _data(_select(state.final("", event), fields))
-                    break
-                event = await anext(events)
-        except OpenAIError as exc:
-            status = str(exc.status)
-            yield _data(json.loads(llamacpp_error(exc.status, exc.message, exc.code, {}).body))
-        except asyncio.CancelledError:
-            status = "499"
-            raise
-        finally:
-            metrics.requests.labels("infill", status).inc()
-            await events.aclose()
-
-
-class _Outcome:
-    """Builds llama.cpp's final response object."""
+class InfillEncoder(Encoder):
+    """llama.cpp's answers: SSE ``{content, stop}`` events, then the final object; or the final
+    object alone (``response_fields`` selects from it)."""
 
     def __init__(
         self,
@@ -266,13 +225,28 @@ class _Outcome:
         truncated: bool,
         cached: int,
         started: float,
+        fields: list[str] | None = None,
         report: StopReport | None = None,
     ) -> None:
         self.model = model
         self.truncated = truncated
         self.cached = cached
         self.started = started
+        self.fields = fields
         self.report = report or StopReport()
+
+    def delta(self, text: str) -> bytes:
+        return _data({"content": text, "stop": False})
+
+    def finish(self, done: Finished) -> bytes:
+        return _data(_select(self.final("", done), self.fields))
+
+    def error(self, exc: OpenAIError) -> bytes:
+        return _data(json.loads(llamacpp_error(exc.status, exc.message, exc.code, {}).body))
+
+    def whole(self, text: str, done: Finished) -> Response:
+        headers = {"X-Coderig-Stop": self.report.header()} if self.report.header() else {}
+        return JSONResponse(_select(self.final(text, done), self.fields), headers=headers)
 
     def final(self, text: str, done: Finished) -> dict[str, Any]:
         elapsed_ms = (time.monotonic() - self.started) * 1000

@@ -19,21 +19,18 @@ is split back into prefix and suffix for the stop rules. Errors are Ollama's ``{
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import json
 import re
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse
 from pydantic import Field
 
 from coderig.serve.editors.common import (
     EditorBody,
-    collect,
     editor_events,
     generation_request,
     key_name,
@@ -43,9 +40,10 @@ from coderig.serve.editors.errors import editor_router, ollama_error
 from coderig.serve.editors.prompt import EditorPromptBuilder
 from coderig.serve.errors import OpenAIError
 from coderig.serve.fim import FimTemplate
-from coderig.serve.generate import Delta, Finished
+from coderig.serve.generate import Finished
 from coderig.serve.languages import load_languages
-from coderig.serve.postprocess import EditorRules, StopReport
+from coderig.serve.postprocess import STOP_RULES, EditorRules, StopReport
+from coderig.serve.respond import Encoder, respond
 
 NDJSON = "application/x-ndjson"
 
@@ -221,7 +219,9 @@ class OllamaAPI:
         options = body.options
         if (not body.prompt and not body.suffix) or options.num_predict == 0:
             # Ollama loads the model and answers at once.
-            return JSONResponse(self._chunk("", done=True, done_reason="load"))
+            return JSONResponse(
+                generate_chunk(gateway.model_name, "", done=True, done_reason="load")
+            )
         prefix, suffix = body.prompt, body.suffix or None
         if body.raw:
             suffix = None  # Ollama ignores the suffix of a raw prompt
@@ -260,43 +260,49 @@ class OllamaAPI:
             rules_prefix,
             rules_suffix,
             language=language,
+            rules=frozenset(STOP_RULES if body.stop_rules else ()),
             time_budget_ms=body.t_max_predict_ms or gateway.settings.editor_time_budget_ms,
         )
-        if not body.stop_rules:
-            rules.rules = frozenset()
         report = StopReport()
         events = editor_events(gateway, gen, rules, report)
         gateway.metrics.editor_completions.labels(
             "ollama", rules.language_label, key_name(request)
         ).inc()
-        if body.stream:
-            try:
-                first = await anext(events)
-            except OpenAIError:
-                await events.aclose()
-                raise
-            return StreamingResponse(self._ndjson(first, events, started), media_type=NDJSON)
-        collected = await collect(request, events)
-        if collected is None:
-            gateway.metrics.requests.labels("ollama", "499").inc()
-            return Response(status_code=499)
-        gateway.metrics.requests.labels("ollama", "200").inc()
-        headers = {"X-Coderig-Stop": report.header()} if report.header() else {}
-        final = self._final(collected.text, collected.finished, started)
-        return JSONResponse(final, headers=headers)
+        encoder = GenerateEncoder(gateway.model_name, started, report)
+        return await respond(request, events, encoder, stream=body.stream)
 
-    def _chunk(self, text: str, *, done: bool = False, **extra) -> dict:
-        return {
-            "model": self.gateway.model_name,
-            "created_at": now_iso(),
-            "response": text,
-            "done": done,
-            **extra,
-        }
 
-    def _final(self, text: str, done: Finished, started: float) -> dict:
-        total_ns = int((time.monotonic() - started) * 1e9)
-        return self._chunk(
+class GenerateEncoder(Encoder):
+    """Ollama's ``/api/generate`` answers: NDJSON lines ``{response, done: false}`` and a last
+    one with ``done: true`` and the counters; or that last object alone."""
+
+    media_type = NDJSON
+
+    def __init__(self, model: str, started: float, report: StopReport) -> None:
+        self.model = model
+        self.started = started
+        self.report = report
+
+    def stream_headers(self) -> dict[str, str]:
+        return {}
+
+    def delta(self, text: str) -> bytes:
+        return _line(generate_chunk(self.model, text))
+
+    def finish(self, done: Finished) -> bytes:
+        return _line(self.final("", done))
+
+    def error(self, exc: OpenAIError) -> bytes:
+        return _line({"error": exc.message})
+
+    def whole(self, text: str, done: Finished) -> Response:
+        headers = {"X-Coderig-Stop": self.report.header()} if self.report.header() else {}
+        return JSONResponse(self.final(text, done), headers=headers)
+
+    def final(self, text: str, done: Finished) -> dict:
+        total_ns = int((time.monotonic() - self.started) * 1e9)
+        return generate_chunk(
+            self.model,
             text,
             done=True,
             done_reason=done.finish_reason,
@@ -308,26 +314,9 @@ class OllamaAPI:
             eval_duration=total_ns,
         )
 
-    async def _ndjson(self, first, events, started: float) -> AsyncIterator[bytes]:
-        status = "200"
-        try:
-            event = first
-            while True:
-                if isinstance(event, Delta):
-                    yield _line(self._chunk(event.text))
-                else:
-                    yield _line(self._final("", event, started))
-                    break
-                event = await anext(events)
-        except OpenAIError as exc:
-            status = str(exc.status)
-            yield _line({"error": exc.message})
-        except asyncio.CancelledError:
-            status = "499"
-            raise
-        finally:
-            self.gateway.metrics.requests.labels("ollama", status).inc()
-            await events.aclose()
+
+def generate_chunk(model: str, text: str, *, done: bool = False, **extra) -> dict:
+    return {"model": model, "created_at": now_iso(), "response": text, "done": done, **extra}
 
 
 def _line(obj: dict) -> bytes:

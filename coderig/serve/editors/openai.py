@@ -8,7 +8,7 @@ language; sending a language alone also turns them on); ``"t_max_predict_ms"`` s
 from __future__ import annotations
 
 from coderig.serve.languages import load_languages
-from coderig.serve.postprocess import EditorRules
+from coderig.serve.postprocess import STOP_RULES, EditorRules
 
 
 def openai_editor_rules(body, settings) -> EditorRules | None:
@@ -18,8 +18,10 @@ def openai_editor_rules(body, settings) -> EditorRules | None:
     if not wants_rules and not budget:
         return None
     language, _ = load_languages().resolve(language=body.language, code=body.prompt)
-    rules = EditorRules.for_cursor(body.prompt, body.suffix, language=language)
-    if not wants_rules:
-        rules.rules = frozenset()
-    rules.time_budget_ms = budget
-    return rules
+    return EditorRules.for_cursor(
+        body.prompt,
+        body.suffix,
+        language=language,
+        rules=frozenset(STOP_RULES if wants_rules else ()),
+        time_budget_ms=budget,
+    )

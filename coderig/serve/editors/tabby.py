@@ -39,16 +39,18 @@ from coderig import __version__
 from coderig.serve.auth import require_key
 from coderig.serve.editors.common import (
     EditorBody,
-    collect,
     editor_events,
     generation_request,
     key_name,
 )
 from coderig.serve.editors.errors import editor_router, tabby_error
-from coderig.serve.editors.prompt import ContextSnippet, EditorPromptBuilder
+from coderig.serve.editors.prompt import ContextSnippet, EditorPrompt, EditorPromptBuilder
 from coderig.serve.errors import OpenAIError
+from coderig.serve.generate import Finished
 from coderig.serve.languages import load_languages
-from coderig.serve.postprocess import EditorRules, StopReport
+from coderig.serve.postprocess import STOP_RULES, EditorRules, StopReport
+from coderig.serve.request_metrics import label_request
+from coderig.serve.respond import Encoder, respond
 
 # The Tabby server release whose API this module follows (crates/tabby, v0.32).
 TABBY_API_VERSION = "0.32.0"
@@ -172,6 +174,7 @@ class TabbyAPI:
                 async def dispatch(request: Request) -> Response:
                     raw = _json_object(await request.body())
                     if raw is not None and "segments" in raw:
+                        label_request(request, "tabby")
                         # The route's dependencies are not run on this path: check the key here.
                         await require_key(request)
                         return await tabby.complete(raw, request)
@@ -193,7 +196,6 @@ class TabbyAPI:
             error = OpenAIError(400, message, code="invalid_value")
         except OpenAIError as exc:
             error = exc
-        self.gateway.metrics.requests.labels("tabby", str(error.status)).inc()
         return tabby_error(error.status, error.message, error.code, error.headers)
 
     async def _complete(self, body: TabbyCompletionRequest, request: Request) -> Response:
@@ -206,12 +208,16 @@ class TabbyAPI:
             # Tabby: "empty prompt from completion request".
             raise OpenAIError(400, "segments.prefix must not be empty", code="empty_prompt")
         max_tokens = min(body.max_tokens or TABBY_MAX_TOKENS, gateway.prompts.max_tokens_limit)
+        enabled = frozenset(STOP_RULES if body.stop_rules else ())
+        budget = body.t_max_predict_ms or gateway.settings.editor_time_budget_ms
         if debug.raw_prompt is not None:
             language, _ = self.languages.resolve(language=body.language, code=debug.raw_prompt)
             prompt = self.prompts.build(
                 prefix=debug.raw_prompt, suffix=None, language=language, reserve=max_tokens
             )
-            rules = EditorRules.for_cursor(debug.raw_prompt, None, language=language)
+            rules = EditorRules.for_cursor(
+                debug.raw_prompt, None, language=language, rules=enabled, time_budget_ms=budget
+            )
         else:
             language, _ = self.languages.resolve(
                 language=body.language, path=segments.filepath, code=segments.prefix
@@ -226,10 +232,13 @@ class TabbyAPI:
                 language=language,
                 reserve=max_tokens,
             )
-            rules = EditorRules.for_cursor(segments.prefix, segments.suffix, language=language)
-        if not body.stop_rules:
-            rules.rules = frozenset()
-        rules.time_budget_ms = body.t_max_predict_ms or gateway.settings.editor_time_budget_ms
+            rules = EditorRules.for_cursor(
+                segments.prefix,
+                segments.suffix,
+                language=language,
+                rules=enabled,
+                time_budget_ms=budget,
+            )
         gen = generation_request(
             gateway,
             "tabby",
@@ -240,33 +249,9 @@ class TabbyAPI:
             user=body.user,
         )
         report = StopReport()
-        collected = await collect(request, editor_events(gateway, gen, rules, report))
-        if collected is None:
-            gateway.metrics.requests.labels("tabby", "499").inc()
-            return Response(status_code=499)
-        completion_id = f"cmpl-{uuid.uuid4()}"
-        key = key_name(request)
-        self.acceptance.remember(completion_id, rules.language_label, key)
-        gateway.metrics.editor_completions.labels("tabby", rules.language_label, key).inc()
-        gateway.metrics.requests.labels("tabby", "200").inc()
-        answer: dict[str, Any] = {
-            "id": completion_id,
-            "choices": [{"index": 0, "text": collected.text}],
-            "mode": "standard",
-        }
-        if debug.return_prompt or debug.return_snippets:
-            answer["debug_data"] = {
-                "prompt": prompt.rendered.text if debug.return_prompt else None,
-                "snippets": [
-                    {"filepath": s.filepath, "body": s.body, "score": 1.0} for s in prompt.snippets
-                ]
-                if debug.return_snippets
-                else None,
-            }
-        headers = {"X-Coderig-Stop": report.header()} if report.header() else {}
-        if prompt.rendered.fim:
-            headers["X-Coderig-FIM"] = prompt.rendered.fim
-        return JSONResponse(answer, headers=headers)
+        encoder = TabbyEncoder(self, prompt, debug, rules.language_label, key_name(request), report)
+        events = editor_events(gateway, gen, rules, report)
+        return await respond(request, events, encoder, stream=False)
 
     # --- the other routes --------------------------------------------------------------------
 
@@ -314,10 +299,56 @@ class TabbyAPI:
         async def tabby_events(body: LogEventRequest, request: Request) -> Response:
             """A completion was shown (view), accepted (select) or dismissed."""
             self.acceptance.record(body, key_name(request))
-            self.gateway.metrics.requests.labels("tabby_events", "200").inc()
             return Response(status_code=200)
 
         return router
+
+
+class TabbyEncoder(Encoder):
+    """Tabby's answer ``{id, choices: [{index, text}], mode}`` (Tabby does not stream). Once
+    there is an answer, its id is remembered so the agent's events about it (view, select) can
+    be counted per language and key."""
+
+    def __init__(
+        self,
+        api: TabbyAPI,
+        prompt: EditorPrompt,
+        debug: DebugOptions,
+        language: str,
+        key: str,
+        report: StopReport,
+    ) -> None:
+        self.api = api
+        self.prompt = prompt
+        self.debug = debug
+        self.language = language
+        self.key = key
+        self.report = report
+
+    def whole(self, text: str, done: Finished) -> Response:
+        completion_id = f"cmpl-{uuid.uuid4()}"
+        self.api.acceptance.remember(completion_id, self.language, self.key)
+        metrics = self.api.gateway.metrics
+        metrics.editor_completions.labels("tabby", self.language, self.key).inc()
+        answer: dict[str, Any] = {
+            "id": completion_id,
+            "choices": [{"index": 0, "text": text}],
+            "mode": "standard",
+        }
+        debug, prompt = self.debug, self.prompt
+        if debug.return_prompt or debug.return_snippets:
+            answer["debug_data"] = {
+                "prompt": prompt.rendered.text if debug.return_prompt else None,
+                "snippets": [
+                    {"filepath": s.filepath, "body": s.body, "score": 1.0} for s in prompt.snippets
+                ]
+                if debug.return_snippets
+                else None,
+            }
+        headers = {"X-Coderig-Stop": self.report.header()} if self.report.header() else {}
+        if prompt.rendered.fim:
+            headers["X-Coderig-FIM"] = prompt.rendered.fim
+        return JSONResponse(answer, headers=headers)
 
 
 def _json_object(data: bytes) -> dict | None:
