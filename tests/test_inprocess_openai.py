@@ -92,13 +92,44 @@ def test_the_sdk_raises_its_own_errors_for_the_gateways_4xx(app_client):
         client.completions.create(model=MODEL, prompt="x", max_tokens=1, n=3)
 
 
+def test_a_streamed_chat_starts_with_the_assistant_role(app_client):
+    stream = openai_client(app_client).chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": "hi"}], max_tokens=5, stream=True
+    )
+    chunks = list(stream)
+    assert chunks[0].choices[0].delta.role == "assistant"
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    finished = [c.choices[0].finish_reason for c in chunks if c.choices]
+    assert finished[-1] in {"stop", "length"}
+
+
+def test_fim_on_a_model_without_fim_tokens_completes_the_prefix_and_says_so(app_client):
+    client = openai_client(app_client)
+    prefix = "def greet(name):\n    "
+    raw = client.completions.with_raw_response.create(
+        model=MODEL, prompt=prefix, suffix="\n    return message\n", max_tokens=8
+    )
+    assert raw.headers["x-coderig-fim"] == "prefix-only"
+    completion = raw.parse()
+    assert completion.choices[0].text
+    # The upstream counts what it was sent: the suffix was not silently glued on.
+    plain = client.completions.create(model=MODEL, prompt=prefix, max_tokens=1)
+    assert completion.usage.prompt_tokens == plain.usage.prompt_tokens
+
+
 def test_health_ready_and_metrics(app_client):
+    app_client.post("/v1/completions", json=GOOD)
     assert app_client.get("/health").json() == {"status": "ok"}
     ready = app_client.get("/ready")
     assert ready.status_code == 200 and ready.json()["ready"] is True
     assert [r["state"] for r in ready.json()["replicas"]] == ["ready"]
     metrics = app_client.get("/metrics")
-    assert metrics.status_code == 200 and "coderig_" in metrics.text
+    assert metrics.status_code == 200
+    assert 'coderig_requests_total{route="completions",status="200"}' in metrics.text
+    assert "coderig_time_to_first_token_seconds_bucket" in metrics.text
+    assert "coderig_request_duration_seconds_count" in metrics.text
+    assert 'coderig_replica_requests_in_flight{replica="replica-0"} 0.0' in metrics.text
+    assert "coderig_completion_tokens_total" in metrics.text
 
 
 # --- errors (ported from test_serve_bad_input.py, which stays e2e) -----------------------------
