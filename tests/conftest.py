@@ -34,3 +34,25 @@ def starcoder_fim_model(tmp_path_factory) -> tuple[Path, dict[str, int]]:
     path = tmp_path_factory.mktemp("models") / "starcoder-fim-test.gguf"
     ids = make_fim_model(embedded_model_path(), path, "starcoder")
     return path, ids
+
+
+# --- the in-process tier: the real app in this process, a fake upstream (tests/support/inprocess)
+
+
+@pytest.fixture(scope="session")
+def fake_upstream_url():
+    """A fake OpenAI-compatible upstream (tests/bench_helpers/llm_server.py), shared."""
+    from tests.support.inprocess import fake_upstream
+
+    with fake_upstream() as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def app_client(fake_upstream_url, tmp_path_factory):
+    """An open gateway (no keys), assembled and run in process: a TestClient of its app."""
+    from tests.support.inprocess import in_process_settings, serve_in_process
+
+    settings = in_process_settings(fake_upstream_url, tmp_path_factory.mktemp("inprocess"))
+    with serve_in_process(settings) as client:
+        yield client

