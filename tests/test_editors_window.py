@@ -23,7 +23,9 @@ def windows(size: int) -> list[str]:
 
 def shared_starts(prefixes: list[str]) -> float:
     """Share of consecutive prompts whose first line is the same line of the file."""
-    same = sum(a.splitlines()[0] == b.splitlines()[0] for a, b in zip(prefixes, prefixes[1:], strict=False))
+    same = sum(
+        a.splitlines()[0] == b.splitlines()[0] for a, b in zip(prefixes, prefixes[1:], strict=False)
+    )
     return same / (len(prefixes) - 1)
 
 
