@@ -1,20 +1,7 @@
-"""A replica's slots, handed out fairly between developers.
-
-One developer's script or runaway editor plugin must not fill a replica's queue and make the
-whole team wait behind it. Waiting requests are grouped into *flows* (one per developer: the API
-key's name, else the request's ``user`` or session, else the client's address) and a freed slot
-goes to the flows in turn — round-robin, one request per turn, as llm-d's flow control and a
-deficit round-robin with equal quanta do — so a developer sending ten times more than the others
-waits mostly on themselves. Within a flow, requests keep their arrival order. Admission control
-(how many may wait at all, and for how long) is unchanged and decided before a request gets here.
-
-Turns alone do not stop a burst that arrives while the others are quiet from taking every slot,
-and on a CPU the requests in a replica's slots share its cores: a developer whose one request
-runs beside three of someone else's waits three times longer. With ``share`` on, a flow runs at
-most its share of the slots — all of them while it is the only developer seen in the last
-``window`` seconds, else ``ceil(slots / developers seen)``, at least one — even if that leaves a
-slot idle: it stays free for the next developer's request. This is not work-conserving, on
-purpose; a single client (one flow) never loses anything by it.
+"""A replica's slots, handed out fairly between developers: :class:`FairSlots` is a counting
+semaphore whose waiters are served round-robin across flows (one per developer), each flow holding
+at most its share of the slots when ``share`` is on, so one developer's burst waits mostly on
+itself. See docs/architecture.md, section 5.2 (fair slots and shares).
 """
 
 from __future__ import annotations

@@ -1,19 +1,7 @@
-"""Adding and removing LoRA adapters at run time, with vLLM's own API on the gateway:
-``POST /v1/load_lora_adapter {"lora_name", "lora_path"}`` and
-``POST /v1/unload_lora_adapter {"lora_name"}``. Admin routes: they need an admin key, and are
-not mounted at all when no admin key is configured (:mod:`coderig.serve.auth`).
-
-An adapter loads only from the directory the operator named (``--lora-dir``): ``lora_path`` is
-resolved inside it — symlinks followed — and refused when it lands outside, so a key holder
-cannot make the server read any file its process can. Hugging Face ids (vLLM downloads them)
-only with ``--allow-hub-adapters``. The engine is sent the resolved absolute path, never the
-caller's string.
-
-The gateway forwards the call to every ready replica (vLLM replicas are started with
-``VLLM_ALLOW_RUNTIME_LORA_UPDATING`` when ``--lora`` is given; an external vLLM must be started
-with it), and on success serves the new name: ``/v1/models`` lists it, requests naming it are
-routed, and vLLM replicas that restart later get it on their command line. llama-server loads
-adapters when a replica starts, so there the answer is a 501 saying to use ``--lora``.
+"""Adding and removing LoRA adapters at run time with vLLM's own API on the gateway
+(``POST /v1/load_lora_adapter``, ``POST /v1/unload_lora_adapter``): admin routes that load only
+from ``--lora-dir`` (Hugging Face ids when allowed) and forward the call to every ready replica.
+See docs/architecture.md, section 5.10 (LoRA adapters at run time).
 """
 
 from __future__ import annotations

@@ -1,20 +1,8 @@
-"""Supervised engine replicas: start them, watch them, restart them, lend them to requests.
-
-Each replica is a child process serving the OpenAI API on a private localhost port. The pool
-
-* starts every replica and waits until each answers its health route;
-* restarts a replica that exits (with exponential backoff), and kills and restarts one that
-  stops answering health checks (a hung or SIGSTOPped process);
-* fails every request waiting on a replica that died with a prompt 503, never a hang: requests
-  already streaming see their connection close; requests still queued are woken by ``lost``;
-* lends replicas to requests: at most ``engine.slots`` run on one replica at a time, the rest wait
-  in that replica's queue in the gateway, where they can be counted, shed or cancelled. Each
-  lease is one numbered slot: the request's preferred slot (the one whose KV cache holds its
-  prefix) when it is free, else the free slot used longest ago; engines with slot routing
-  (llama-server's ``id_slot``) then run it exactly there.
-
-Children get ``PR_SET_PDEATHSIG`` so they die with the gateway, even on SIGKILL, and a session of
-their own so a Ctrl-C reaches only the gateway, which then stops them in order.
+"""Supervised engine replicas: :class:`ReplicaPool` starts them, health-checks them, restarts
+them, and lends their slots to requests (:meth:`ReplicaPool.lease`), failing the requests of a
+replica that died with :class:`ReplicaLost` instead of letting them hang; :class:`Replica` is one
+engine process and the gateway-side queue in front of it. See docs/architecture.md, section 5.8
+(replica supervision) and section 3 (when things go wrong).
 """
 
 from __future__ import annotations

@@ -1,31 +1,8 @@
-"""Editor post-processing on the token stream: language-aware stop rules and a time budget.
-
-A code-completion model keeps writing after the useful part: the rest of the file, the next
-function, the code that already follows the cursor. Editors throw that away, so every token of it
-is wasted replica time. Here the gateway watches the generated text line by line and, as soon as
-a rule says the completion is over, closes the upstream stream (which stops the replica within a
-token) and answers with what came before:
-
-``blank_line``     a blank line after some generated code (end of the statement or block)
-``dedent``         a line indented less than the cursor's line (or ``n_indent``): the block ended
-``top_level``      a line that starts a new top-level definition (patterns per language, from
-                   ``data/languages.toml``) — the next function or class is not this completion
-``suffix_repeat``  a line that repeats the first line of the code after the cursor; at the end,
-                   text that repeats the rest of the cursor's line (``)`` of an auto-closed
-                   bracket) is trimmed
-
-The first generated line with code in it is never cut by the first three rules.
-A line is held back until the rules have judged it, so a client never receives text that is
-later taken back.
-
-The time budget follows llama.cpp's ``t_max_predict_ms``: counted from the first token, it ends
-the generation at the first token after it ran out *once a newline was generated*, keeps all
-the text, and reports the generation as cut for length.
-
-Metrics: ``coderig_stop_rule_hits_total{rule,language}`` counts rules that fired (and the time
-budget, as ``rule="time_budget"``); ``coderig_tokens_saved_total`` adds, for each generation a
-rule or the budget cut short, ``max_tokens`` minus the tokens generated. That is an upper-bound
-estimate: the model might have stopped on its own earlier.
+"""Editor post-processing on the token stream: language-aware stop rules (``blank_line``,
+``dedent``, ``top_level``, ``suffix_repeat``) and llama.cpp's ``t_max_predict_ms`` time budget,
+applied by :func:`apply_editor_rules`, which closes the upstream stream as soon as a rule says the
+completion is over, so the replica stops writing text the editor would throw away. See
+docs/architecture.md, section 5.7 (stop rules and the time budget).
 """
 
 from __future__ import annotations

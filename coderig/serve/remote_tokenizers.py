@@ -1,24 +1,8 @@
-"""Tokenizers for engines whose weights are not a GGUF file the gateway can read.
-
-The gateway needs a tokenizer for three things: counting prompt tokens (``--max-model-len``
-checks and metrics), checking that a FIM family's markers are single special tokens, and
-rendering chat templates. What it uses depends on what is on this disk:
-
-* :class:`HFTokenizer` — a Hugging Face checkpoint (vLLM's own input): ``transformers``'
-  ``AutoTokenizer``, the very tokenizer vLLM runs, so counts and special tokens are exact.
-  vLLM depends on transformers, so wherever ``--engine vllm`` runs this is available.
-* :class:`GGUFTokenizer` (``coderig.serve.tokenizer``) — for ``--engine external --tokenizer
-  model.gguf`` in front of a llama-server.
-* :class:`ApproxTokenizer` — ``--engine external`` with no ``--tokenizer``: the vocabulary is
-  on another machine. Prompt counts are a deliberate *under*-estimate (4 bytes a token), so the
-  gateway never refuses a prompt the engine would take; the engine enforces its own context limit
-  (its 400 is passed through), and reported usage comes from the engine
-  (``stream_options.include_usage``). FIM is chosen from the model's name (``choose_template``
-  with no vocabulary) or ``--fim-template``; there is no chat template, so chat needs
-  ``--tokenizer``.
-
-Asking the engine's ``/tokenize`` route per request was considered and rejected: it puts a
-network round trip in front of every completion, on the latency path that matters most.
+"""Tokenizers for engines whose weights are not a GGUF file the gateway can read:
+:class:`HFTokenizer` (a Hugging Face checkpoint: the tokenizer vLLM runs) and
+:class:`ApproxTokenizer` (``--engine external`` without ``--tokenizer``: a deliberate
+under-estimate, 4 bytes a token). See docs/architecture.md, section 5.9 (tokenizers for other
+engines).
 """
 
 from __future__ import annotations

@@ -1,21 +1,7 @@
-"""Which replica serves a request: least busy, or the one that already holds its prompt.
-
-A developer's consecutive completions share almost all of their prompt (the file grows by a
-few characters per keystroke). An engine that kept the previous prompt's KV cache (llama.cpp
-keeps its last sequence; vLLM and llama-server keep many prefixes) only prefills the new tail,
-so sending the request back to that replica saves most of the prefill — but only if that
-replica is not much busier than the others, or the saving is lost waiting in its queue.
-
-``prefix`` routing keeps, per replica, hashes of recent prompts' prefixes at fixed character
-block boundaries (a flat version of the radix-tree routers in SGLang and vLLM's production
-stack). A new request goes to the replica holding its longest cached prefix, if that prefix is
-long enough to matter and that replica's load is within a bounded imbalance of the least busy
-one; a ``user`` field or ``X-Coderig-Session`` header gives stickiness even before the prompt
-says anything. Otherwise: least busy.
-
-Within a replica, llama-server keeps one prompt per slot: the router remembers the slot too, and
-the pool leases that slot when it is free (``id_slot``), so a developer's next request lands
-where their last one — even a cancelled one — left its KV cache.
+"""Which replica serves a request: :class:`Router` picks the least busy one or, with ``prefix``
+routing, the one that already holds the prompt's longest cached prefix (or the session's last
+replica) unless it is much busier, so a developer's next completion reuses that replica's KV
+cache. See docs/architecture.md, section 5.1 (prefix routing).
 """
 
 from __future__ import annotations

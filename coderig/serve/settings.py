@@ -1,19 +1,7 @@
-"""Everything ``coderig serve`` can be told, in one typed object validated in one call.
-
-The CLI hands its options over as they are (``ServeSettings(**options)``): sizes arrive as text
-(``2MiB``) and become bytes (pydantic ``ByteSize``), durations become float seconds (the one
-duration type, :data:`Duration`), ``--health-check`` is split into its three fields, and the
-checks that involve several flags live in :meth:`ServeSettings._check_engine_flags`, not in the
-CLI. Each field's name is what the gateway reads; where a flag is named otherwise (``--max-body-
-size`` fills ``max_body_bytes``) the flag's name is accepted too.
-
-No secret is a field: API keys come from files or ``CODERIG_API_KEYS``/``CODERIG_ADMIN_KEYS``,
-read by :mod:`coderig.serve.auth`, and an upstream's key from ``CODERIG_UPSTREAM_API_KEY``, read
-by the engine. A settings object can be printed or logged whole.
-
-:class:`ConfigError` is what assembling a gateway from valid settings raises when the world
-disagrees (no such model file, an upstream that does not answer): a message a user can act on,
-printed by the CLI without a traceback.
+"""Everything ``coderig serve`` can be told, in one typed object validated in one call:
+:class:`ServeSettings` (the flags as the CLI hands them over, their defaults and cross-checks; no
+secrets), and :class:`ConfigError`, which assembling a gateway raises when the world disagrees,
+with a message a user can act on. See docs/architecture.md, section 6 (startup).
 """
 
 from __future__ import annotations

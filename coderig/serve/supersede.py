@@ -1,20 +1,8 @@
-"""A developer's newer editor request replaces their older one still queued or running.
-
-An editor asks for a completion at each pause in typing, and the suggestion for the previous
-pause is useless once the developer typed on: it will never be shown. Editors cancel it by
-closing the connection, which the gateway already turns into a cancelled generation; but not
-every client closes in time (a proxy that keeps the upstream connection, an editor that lets a
-stale request finish and drops the answer), and on a busy replica that request still holds a
-place in the queue or a slot ahead of the one that matters. So a new editor request (Tabby,
-``/infill``, Ollama) from a developer marks that developer's older editor requests as
-superseded: a queued one leaves the queue, a running one stops at its next token, and both are
-answered 409 ``superseded``.
-
-"That developer" is the request's fairness flow (the API key's name, else ``user`` or the
-session header, else the client address), and because a flow may still be shared (a team key,
-an office behind one address), the two prompts must also be about the same code: at least half
-of the older prompt's non-blank lines appear in the newer one, as they do when a window slides
-down a file line by line. OpenAI routes are never superseded: a script may send many at once.
+"""A developer's newer editor request replaces their older ones still queued or running:
+:class:`Supersession` tracks the editor requests in flight per flow and marks older ones about the
+same code (:func:`same_code`) as superseded, so they give up their place or slot and are answered
+409 instead of working on a suggestion that will never be shown. See docs/architecture.md,
+section 5.3 (supersession).
 """
 
 from __future__ import annotations

@@ -1,20 +1,7 @@
-"""Ollama's ``/api/generate``, ``/api/tags`` and ``/api/show``, for Continue and Twinny.
-
-* ``POST /api/generate``: ``model``, ``prompt``, ``suffix`` (fill-in-the-middle), ``raw``,
-  ``stream`` (default true: NDJSON lines ``{model, created_at, response, done: false}``, then a
-  last line with ``done: true``, ``done_reason`` and Ollama's counters), ``options``
-  (``num_predict``, ``temperature``, ``top_k``, ``top_p``, ``stop``, ``seed``, penalties; the
-  rest, such as ``num_ctx``, is accepted and ignored). An empty prompt without a suffix "loads the
-  model" and returns at once, as Ollama does. Editor stop rules are on by default.
-* ``GET /api/tags`` lists the served model (as ``name:latest`` when it has no tag).
-* ``POST /api/show`` describes it. Continue decides whether a model can fill in the middle by
-  looking for ``.Suffix`` in the returned ``template``, so the template is the FIM template in
-  Ollama's Go-template form. A model without FIM tokens (the embedded SmolLM2) still accepts a
-  suffix — it completes from the prompt alone, as the OpenAI route does — and its template says
-  so in a Go-template comment.
-
-A raw prompt that an editor has already wrapped in the served model's FIM markers (Twinny does)
-is split back into prefix and suffix for the stop rules. Errors are Ollama's ``{"error": "..."}``.
+"""Ollama's ``/api/generate``, ``/api/tags`` and ``/api/show``, for Continue and Twinny:
+completions with a ``suffix`` (fill-in-the-middle) or a ``raw`` prompt, NDJSON streams by
+default, editor stop rules on, errors as Ollama's ``{"error": "..."}``. See docs/architecture.md,
+section 2 (how the other APIs differ) and section 5.6 (editor API specifics).
 """
 
 from __future__ import annotations

@@ -1,22 +1,8 @@
-"""The prompt for an editor completion: context from other files, then the code at the cursor.
-
-Editors send more than the code around the cursor: declarations of the symbols in use, snippets
-of recently changed or opened files, the clipboard (Tabby), chunks of other buffers (llama.vim's
-``input_extra``). They go ahead of the prefix as comments of the file's language, each headed
-``Path: <file>`` (Tabby's convention), within a token budget:
-
-* **What gets in** when the budget is short is decided by usefulness: declarations first, then
-  snippets of changed files, of opened files, extra chunks, the clipboard.
-* **Where it goes** is decided by stability: the chosen snippets are written in an order that does
-  not depend on scores or on the cursor (by kind, from least to most volatile, then by path), so
-  consecutive requests share the longest possible prompt prefix and the replica's prefix (KV)
-  cache skips re-reading it.
-
-The code itself is trimmed to fit ``--max-model-len`` with the completion's ``max_tokens``, as
-llama.cpp does for ``/infill``: the suffix keeps at most a quarter of the room, from its start;
-the prefix keeps its end. Editors then get a completion instead of a context-length error. The
-prefix then starts at a line chosen by content (:mod:`coderig.serve.editors.window`), so that a
-window sliding with the cursor still gives prompts that begin alike.
+"""The prompt for an editor completion: :class:`EditorPromptBuilder` puts context from other
+files (declarations, snippets, ``input_extra`` chunks, the clipboard) ahead of the code at the
+cursor as comments, in an order that stays the same across requests so the replica's prefix cache
+is reused, and trims the code to fit ``--max-model-len`` as llama.cpp does for ``/infill``. See
+docs/architecture.md, section 5.4 (editor prompts).
 """
 
 from __future__ import annotations

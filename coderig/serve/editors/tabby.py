@@ -1,23 +1,8 @@
-"""Tabby's server API, as ``tabby-agent`` (inside Tabby's VS Code, JetBrains and Vim extensions)
-calls it, so a team can point the Tabby extension at coderig.
-
-* ``GET /v1/health`` (and ``POST``, the agent's fallback): the agent reads ``model``, ``device``
-  and ``version.git_describe``; it fetches the server setting only from servers ≥ 0.9, so the
-  version names the Tabby API level coderig follows.
-* ``POST /v1/completions`` with ``segments``: shares its path with OpenAI's completions. The
-  OpenAI router's route class (:meth:`TabbyAPI.dispatch_route_class`) looks at the body first
-  and hands one with ``segments`` to :meth:`TabbyAPI.complete`; any other body goes to the
-  OpenAI route untouched (same validation, errors and OpenAPI document). Answers
-  ``{id, choices: [{index, text}]}``. Editor stop rules are on (Tabby stops at block ends too).
-* ``POST /v1/events`` (``view``, ``select``, ``dismiss``): counted per language and key name of
-  the completion they are about, with an acceptance rate (selects per view) in /metrics.
-* ``GET /v1beta/server_setting``: ``disable_client_side_telemetry: true`` — a self-hosted gateway
-  has no reason to let the agent report usage to TabbyML's cloud.
-
-Every route needs the API key when keys are configured (Tabby protects all of ``/v1/*``; the agent
-then shows "unauthorized"). Rejected bodies get Tabby's plain-text 400/422, not OpenAI's JSON.
-The routes are left out of coderig's OpenAPI document, which describes coderig's own (OpenAI)
-API; Tabby's API is Tabby's (its shapes are the pydantic models below).
+"""Tabby's server API as ``tabby-agent`` (inside Tabby's VS Code, JetBrains and Vim extensions)
+calls it: ``/v1/health``, ``/v1/completions`` with ``segments`` (sharing the path with OpenAI's,
+through :meth:`TabbyAPI.dispatch_route_class`), ``/v1/events`` and ``/v1beta/server_setting``, so
+a team can point the Tabby extension at coderig. See docs/architecture.md, section 2 (how the
+other APIs differ) and section 5.6 (editor API specifics).
 """
 
 from __future__ import annotations

@@ -1,22 +1,7 @@
-"""Where an editor prompt's code begins, chosen so that consecutive prompts begin alike.
-
-Editors send a window of the file that slides with the cursor: the last N lines (llama.vim,
-tabby-agent) or characters (Continue). Each new line moves the window's first line, so two
-consecutive prompts differ in their very first tokens, and the engine's prefix cache (llama-server
-compares a slot's cached tokens from the start) has to read the whole window again: a full
-prefill for every request of a developer who is typing.
-
-The gateway drops the window's first few lines, up to an *anchor* line picked by its content:
-among the first ``lines`` line starts, the one whose text has the smallest CRC-32 (winnowing,
-Schleimer, Wilkerson, Aiken, SIGMOD 2003). When the window slides down by a line, the anchor
-stays the same line until the window's start passes it, or a line with a smaller hash comes into
-range, so consecutive prompts keep the same first line and the cache serves all but the new
-code. The anchor depends only on the text, so it holds across gateway restarts, replicas and
-developers; it costs at most ``lines - 1`` lines of context and never more than a quarter of the
-window, and windows shorter than ``lines`` are left whole (cheap to read again, and maybe the top
-of a file, whose first lines matter). Blank lines hash lowest (CRC-32 of nothing is 0), so the
-anchor is usually the first blank line in range: the start of a block. llama.vim gets the same
-effect by moving its own window in large steps.
+"""Where an editor prompt's code begins: :func:`stable_start` drops the sliding window's first
+lines up to an anchor line chosen by content (winnowing: the smallest CRC-32), so consecutive
+prompts begin alike and the engine's prefix cache serves all but the new code. See
+docs/architecture.md, section 5.5 (the stable window anchor).
 """
 
 from __future__ import annotations
