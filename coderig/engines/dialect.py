@@ -4,14 +4,15 @@ The gateway renders FIM itself and sends a plain ``prompt`` (vLLM rejects ``suff
 servers would apply no template). What differs between engines:
 
 * the ``model`` field: vLLM and Ollama check it (and vLLM picks a LoRA adapter by it);
-  llama-cpp-python ignores an unknown one;
+  llama-server ignores an unknown one;
 * stop *tokens*: vLLM detokenizes without special tokens, so a stop string like
   ``<|endoftext|>`` or ``<|im_end|>`` never matches there — it must also be sent as its id in
   ``stop_token_ids`` (llama.cpp sees special tokens in text, and ignores the extra field);
-* "generate exactly max_tokens": the gateway expresses ``ignore_eos`` as ``min_tokens`` because
-  llama.cpp has no ``ignore_eos``; vLLM has it natively;
+* "generate exactly max_tokens": the gateway expresses ``ignore_eos`` as ``min_tokens``;
+  llama-server has ``ignore_eos`` but no ``min_tokens`` (its dialect sends ``ignore_eos`` when
+  ``min_tokens`` equals ``max_tokens``), vLLM has both;
 * usage: vLLM and Ollama only put token counts in a stream when asked with
-  ``stream_options.include_usage`` (llama-cpp-python ignores the field and needs no asking).
+  ``stream_options.include_usage``.
 """
 
 from __future__ import annotations

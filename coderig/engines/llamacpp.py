@@ -4,8 +4,8 @@ A replica runs ``slots`` requests at once (continuous batching: one forward pass
 for every running request), keeps each slot's prompt in its KV cache, reuses cached chunks after
 the window moved (``--cache-reuse``), and keeps prompts that left their slot in RAM
 (``--cache-ram``), so a developer's next request prefills only what changed — even when the
-previous one was cancelled mid-prefill. The gateway picks the slot (``id_slot``): it knows
-which developer's prompt each slot holds.
+previous one was cancelled mid-prefill. llama-server picks the slot whose cached prompt
+shares the most with the request; with ``--pin-slots`` the gateway names it (``id_slot``).
 
 LoRA adapters are loaded into every replica, unapplied (``--lora-init-without-apply``), and
 chosen per request (``"lora": [{"id": i, "scale": 1}]``): one model copy serves them all.

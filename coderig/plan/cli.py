@@ -14,6 +14,7 @@ import sys
 import click
 from rich.table import Table
 
+from coderig.cli_types import DURATION
 from coderig.console import make_console
 from coderig.on_hours import Schedule
 from coderig.plan.calibrate import predict_run, validate
@@ -31,7 +32,6 @@ from coderig.plan.render import (
 from coderig.plan.report import PlanReport, error_summary
 from coderig.plan.simulate import Workload
 from coderig.plan.traffic import traffic_for
-from coderig.units import parse_duration
 
 __all__ = ["plan", "evidence_note"]
 
@@ -54,15 +54,6 @@ def _fraction(_ctx, _param, value):
     if value is not None and not 0.0 <= value <= 1.0:
         raise click.BadParameter("must be between 0 and 1")
     return value
-
-
-def _duration(_ctx, _param, value):
-    if value is None:
-        return None
-    try:
-        return parse_duration(value)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc)) from None
 
 
 def _load(catalog_files: tuple[str, ...]) -> Catalog:
@@ -121,7 +112,7 @@ def _schedule(hours: str | None, days: str | None, schedule_text: str | None) ->
     "slo",
     default="1.5s",
     show_default=True,
-    callback=_duration,
+    type=DURATION,
     help="Target p99 full-response latency at the peak rate.",
 )
 @click.option("--model", default=DEFAULT_MODEL, show_default=True, help="Model id.")
@@ -146,7 +137,7 @@ def _schedule(hours: str | None, days: str | None, schedule_text: str | None) ->
     "--duration",
     default="60s",
     show_default=True,
-    callback=_duration,
+    type=DURATION,
     help="Length of the simulated peak (latency grows with it above capacity).",
 )
 @click.option(
@@ -314,7 +305,7 @@ def _json_default(value):
 )
 @click.option("--replicas", type=int, default=1, show_default=True)
 @click.option("--rate", type=float, required=True, help="Requests per second.")
-@click.option("--duration", default="5s", show_default=True, callback=_duration)
+@click.option("--duration", default="5s", show_default=True, type=DURATION)
 @click.option(
     "--arrival", type=click.Choice(["constant", "poisson"]), default="constant", show_default=True
 )

@@ -13,32 +13,20 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
+import scipy.stats
+
 __all__ = ["Traffic", "poisson_quantile", "normal_peak", "traffic_for"]
 
 
 def poisson_quantile(lam: float, percentile: float) -> int:
-    """Smallest ``k`` with ``P(N <= k) >= percentile/100`` for ``N ~ Poisson(lam)``.
-
-    Summed exactly in log space (no scipy needed), so it stays stable for large ``lam``.
-    """
+    """Smallest ``k`` with ``P(N <= k) >= percentile/100`` for ``N ~ Poisson(lam)``."""
     if lam < 0:
         raise ValueError(f"rate must be >= 0, got {lam}")
     if not 0 < percentile < 100:
         raise ValueError(f"percentile must be in (0, 100), got {percentile}")
     if lam == 0:
         return 0
-    target = percentile / 100.0
-    log_lam = math.log(lam)
-    cdf = 0.0
-    k = 0
-    # Terms are tiny far below the mean; start summing at k = 0 anyway (exact), but in logs.
-    limit = int(lam + 50 * math.sqrt(lam) + 100)
-    while k <= limit:
-        cdf += math.exp(k * log_lam - lam - math.lgamma(k + 1))
-        if cdf >= target - 1e-15:
-            return k
-        k += 1
-    return k  # pragma: no cover - unreachable for percentile < 100
+    return int(scipy.stats.poisson.ppf(percentile / 100.0, lam))
 
 
 def normal_peak(lam: float, sigmas: float = 3.0) -> float:

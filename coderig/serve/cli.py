@@ -245,7 +245,7 @@ def _print_data_file_option(flag: str, name: str, help: str):
 )
 @click.option(
     "--share-slots/--no-share-slots",
-    default=False,
+    default=True,
     show_default=True,
     help="While several developers have sent requests in the last 30s, each runs at most "
     "ceil(slots / developers) of a replica's slots, even if one stays idle for the next "

@@ -138,7 +138,7 @@ class Generator:
         fair_queuing: bool = True,
         pin_slots: bool = False,
         supersede: bool = True,
-        share_slots: bool = False,
+        share_slots: bool = True,
     ) -> None:
         self.pool = pool
         self.metrics = metrics
@@ -255,9 +255,11 @@ class Generator:
             if self.supersession is not None and request.supersedable
             else contextlib.nullcontext()
         )
+        # aclosing: a consumer that stops early closes the attempt now (lease, stream)
         with tracked:
-            async for event in self._route_and_run(request):
-                yield event
+            async with contextlib.aclosing(self._route_and_run(request)) as events:
+                async for event in events:
+                    yield event
 
     async def _route_and_run(self, request: GenerationRequest) -> AsyncIterator[Event]:
         if self.before_route is not None:

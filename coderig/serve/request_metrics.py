@@ -14,6 +14,8 @@ random paths do not become label values.
 
 from __future__ import annotations
 
+import asyncio
+
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -38,6 +40,7 @@ UNCOUNTED = {
     "redoc_html",
 }
 
+CLIENT_GONE = 499  # nginx's "client closed request"
 _LABEL = "coderig_route_label"
 _STATUS = "coderig_status"
 
@@ -70,14 +73,21 @@ class RequestCounter:
                 sent.append(message["status"])
             await send(message)
 
+        status: int | None = None
         try:
             await self.app(scope, receive, send_and_note)
-        except BaseException:
-            if not sent:
-                sent.append(500)
+            status = sent[0] if sent else CLIENT_GONE
+        except asyncio.CancelledError:
+            status = sent[0] if sent else CLIENT_GONE
             raise
+        except Exception:
+            status = sent[0] if sent else 500
+            raise
+        # Other BaseExceptions (a body too large or too slow, coderig.serve.limits) are
+        # answered by the middleware outside this one, before any route ran: not counted.
         finally:
-            self._count(scope, sent[0] if sent else 499)
+            if status is not None:
+                self._count(scope, status)
 
     def _count(self, scope: Scope, status: int) -> None:
         state = scope.get("state") or {}

@@ -24,9 +24,7 @@ from fastapi.responses import StreamingResponse
 from coderig.serve.disconnect import ClientGone, unless_client_leaves, whole_text
 from coderig.serve.errors import OpenAIError
 from coderig.serve.generate import Delta, Event, Finished
-from coderig.serve.request_metrics import report_status
-
-CLIENT_GONE = 499  # nginx's "client closed request"
+from coderig.serve.request_metrics import CLIENT_GONE, report_status
 
 
 class Encoder:

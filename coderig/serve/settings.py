@@ -89,7 +89,7 @@ class ServeSettings(BaseModel):
     max_queue: int = Field(default=32, ge=0)
     max_queue_wait: DurationOrOff = Field(default=1.0, ge=0)  # None: queue up to max_queue
     fair_queuing: bool = True
-    share_slots: bool = False  # each developer at most its share of a replica's slots
+    share_slots: bool = True  # each developer at most its share of a replica's slots
     pin_slots: bool = False  # name the llama-server slot (id_slot) instead of letting it pick
     # --- llama.cpp replicas (llama-server) --------------------------------------------
     llama_server: Path | None = None  # None: coderig's build, or one on PATH

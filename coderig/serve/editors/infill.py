@@ -100,7 +100,9 @@ class InfillAPI:
         )
         self.languages = load_languages()
         self.tracker = PrefixTracker(gateway.settings.replicas)
-        self.warmup: asyncio.Task | None = None
+        # llama.vim's cache warm-ups in flight, one per developer (flow): a newer context
+        # from the same developer replaces theirs, never another developer's.
+        self.warmups: dict[str, asyncio.Task] = {}
         self.router = self._routes()
 
     def _routes(self) -> APIRouter:
@@ -196,13 +198,20 @@ class InfillAPI:
         ids = self.gateway.tokenizer.encode(gen.prompt)
         cached = self.tracker.cached(ids)
         self.tracker.sent(ids)
-        if self.warmup is not None and not self.warmup.done():
-            self.warmup.cancel()  # a newer context supersedes it
-        self.warmup = asyncio.ensure_future(self._drain(gen))
+        previous = self.warmups.get(gen.flow)
+        if previous is not None and not previous.done():
+            previous.cancel()  # a newer context from the same developer supersedes it
+        task = asyncio.ensure_future(self._drain(gen))
+        self.warmups[gen.flow] = task
+        task.add_done_callback(lambda done, flow=gen.flow: self._forget_warmup(flow, done))
         outcome = InfillEncoder(
             self.gateway.model_name, prompt.truncated, cached, started, body.response_fields
         )
         return outcome.whole("", Finished("length", gen.prompt_tokens, 0))
+
+    def _forget_warmup(self, flow: str, task: asyncio.Task) -> None:
+        if self.warmups.get(flow) is task:
+            del self.warmups[flow]
 
     async def _drain(self, gen: GenerationRequest) -> None:
         events = self.gateway.generator.run(gen)
