@@ -26,6 +26,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from fastapi.security.utils import get_authorization_scheme_param
 from starlette.requests import Request
 
 from coderig.serve.errors import OpenAIError
@@ -252,9 +253,10 @@ class TokenBudget:
 
 
 def bearer_token(authorization: str | None) -> str | None:
-    if not authorization:
-        return None
-    scheme, _, token = authorization.partition(" ")
+    """The key of an ``Authorization: Bearer <key>`` header, parsed as FastAPI's ``HTTPBearer``
+    parses it; None when absent or another scheme. (``HTTPBearer`` itself answers 403 without
+    OpenAI's error body, and Tabby's dispatch checks keys outside dependency injection.)"""
+    scheme, token = get_authorization_scheme_param(authorization)
     if scheme.lower() != "bearer" or not token.strip():
         return None
     return token.strip()

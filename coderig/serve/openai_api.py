@@ -9,8 +9,6 @@ module in :mod:`coderig.serve.editors`.
 
 from __future__ import annotations
 
-import json
-
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
@@ -21,7 +19,7 @@ from coderig.serve.errors import OpenAIError
 from coderig.serve.fim import FIM_HEADER
 from coderig.serve.generate import Finished, GenerationRequest
 from coderig.serve.postprocess import apply_editor_rules
-from coderig.serve.respond import Encoder, respond
+from coderig.serve.respond import Encoder, respond, sse_data
 from coderig.serve.schemas import (
     ChatCompletionRequest,
     ChatCompletionResponse,
@@ -149,14 +147,14 @@ class CompletionEncoder(Encoder):
         return {**super().stream_headers(), **self.headers}
 
     def delta(self, text: str) -> bytes:
-        return _data(self.chunk(text, None))
+        return sse_data(self.chunk(text, None))
 
     def finish(self, done: Finished) -> bytes:
-        last = _data(self.chunk("", done.finish_reason))
-        return last + _data(self.usage_chunk(done.usage())) if self.include_usage else last
+        last = sse_data(self.chunk("", done.finish_reason))
+        return last + sse_data(self.usage_chunk(done.usage())) if self.include_usage else last
 
     def error(self, exc: OpenAIError) -> bytes:
-        return _data(exc.body())
+        return sse_data(exc.body())
 
     def closing(self) -> bytes:
         return b"data: [DONE]\n\n"
@@ -199,7 +197,7 @@ class ChatEncoder(CompletionEncoder):
     def opening(self) -> bytes:
         chunk = self.chunk("", None)
         chunk["choices"][0]["delta"] = {"role": "assistant", "content": ""}
-        return _data(chunk)
+        return sse_data(chunk)
 
     def chunk(self, text: str, finish_reason: str | None) -> dict:
         delta = {"content": text} if text or finish_reason is None else {}
@@ -223,7 +221,3 @@ class ChatEncoder(CompletionEncoder):
             ],
             "usage": done.usage(),
         }
-
-
-def _data(obj: dict) -> bytes:
-    return b"data: " + json.dumps(obj, separators=(",", ":")).encode() + b"\n\n"

@@ -16,6 +16,7 @@ write text: the frames of a stream and the shape of a whole answer. That is an
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 
 from fastapi import Request, Response
@@ -57,6 +58,13 @@ class Encoder:
     def whole(self, text: str, done: Finished) -> Response:
         """The answer to a request that did not ask to stream."""
         raise NotImplementedError
+
+
+def sse_data(obj: dict) -> bytes:
+    """One server-sent event carrying ``obj`` as compact JSON. Written here rather than with
+    sse-starlette's EventSourceResponse: the APIs' clients expect these exact frames (OpenAI's
+    ``data: [DONE]``, llama.cpp's events) without its keep-alive pings and CRLF separators."""
+    return b"data: " + json.dumps(obj, separators=(",", ":")).encode() + b"\n\n"
 
 
 async def respond(

@@ -38,7 +38,7 @@ from coderig.serve.errors import OpenAIError
 from coderig.serve.generate import Finished, GenerationRequest
 from coderig.serve.languages import load_languages
 from coderig.serve.postprocess import STOP_RULES, EditorRules, StopReport
-from coderig.serve.respond import Encoder, respond
+from coderig.serve.respond import Encoder, respond, sse_data
 
 # llama.cpp's /completion default n_predict is -1 (until the context is full); an editor that
 # omits it gets this many tokens.
@@ -245,13 +245,13 @@ class InfillEncoder(Encoder):
         self.report = report or StopReport()
 
     def delta(self, text: str) -> bytes:
-        return _data({"content": text, "stop": False})
+        return sse_data({"content": text, "stop": False})
 
     def finish(self, done: Finished) -> bytes:
-        return _data(_select(self.final("", done), self.fields))
+        return sse_data(_select(self.final("", done), self.fields))
 
     def error(self, exc: OpenAIError) -> bytes:
-        return _data(json.loads(llamacpp_error(exc.status, exc.message, exc.code, {}).body))
+        return sse_data(json.loads(llamacpp_error(exc.status, exc.message, exc.code, {}).body))
 
     def whole(self, text: str, done: Finished) -> Response:
         headers = {"X-Coderig-Stop": self.report.header()} if self.report.header() else {}
@@ -307,7 +307,3 @@ def _select(answer: dict[str, Any], fields: list[str] | None) -> dict[str, Any]:
         else:
             selected[name] = value
     return selected
-
-
-def _data(obj: dict) -> bytes:
-    return b"data: " + json.dumps(obj, separators=(",", ":")).encode() + b"\n\n"
