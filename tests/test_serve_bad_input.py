@@ -133,11 +133,6 @@ def test_unknown_route_and_wrong_method_are_openai_shaped(server):
     assert_openai_error(httpx.get(f"{server.url}/v1/completions"), 405)
 
 
-def test_unknown_fields_are_ignored_like_vllm(server):
-    response = post(server, "/v1/completions", json={**GOOD, "frobnicate": True})
-    assert response.status_code == 200
-
-
 def test_a_form_encoded_body_is_a_415_that_asks_for_json(server):
     response = post(
         server,

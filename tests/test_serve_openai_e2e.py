@@ -131,24 +131,6 @@ def test_streaming_chat_starts_with_the_assistant_role(client):
     assert chunks[-1].choices[0].finish_reason in {"stop", "length"}
 
 
-def test_fim_on_a_model_without_fim_tokens_completes_the_prefix_and_says_so(client):
-    raw = client.completions.with_raw_response.create(
-        model=MODEL,
-        prompt="def greet(name):\n    ",
-        suffix="\n    return message\n",
-        max_tokens=8,
-        temperature=0,
-    )
-    assert raw.headers["x-coderig-fim"] == "prefix-only"
-    completion = raw.parse()
-    assert completion.choices[0].text
-    # Same prompt tokens as without the suffix: the suffix was not silently glued on.
-    plain = client.completions.create(
-        model=MODEL, prompt="def greet(name):\n    ", max_tokens=1, temperature=0
-    )
-    assert completion.usage.prompt_tokens == plain.usage.prompt_tokens
-
-
 def test_health_ready_and_metrics_routes(server, client):
     client.completions.create(model=MODEL, prompt="x = ", max_tokens=2)
     assert httpx.get(f"{server.url}/health").json() == {"status": "ok"}

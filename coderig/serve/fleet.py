@@ -7,7 +7,6 @@ The checks that need no outside world (``--upstream`` without ``--engine externa
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 
 from rich.console import Console
@@ -16,7 +15,7 @@ from coderig.engines.dialect import OpenAIDialect
 from coderig.engines.lora import check_gguf_adapter
 from coderig.models import ModelNotFound, resolve_model
 from coderig.on_hours import Schedule
-from coderig.serve.assembly import check_context, new_gateway
+from coderig.serve.assembly import check_context, new_gateway, new_pool
 from coderig.serve.fim import FimConfigError, choose_template
 from coderig.serve.settings import ConfigError, ServeSettings
 
@@ -66,7 +65,6 @@ def attach_fleet(gateway, settings: ServeSettings, console: Console | None = Non
 
 def build_remote_gateway(settings: ServeSettings, console: Console | None = None):
     """The gateway for ``--engine vllm`` or ``--engine external`` (not started)."""
-    from coderig.serve.pool import ReplicaPool
 
     if settings.engine == "vllm":
         engine, name, tokenizer, replicas, urls = _vllm_engine(settings, console)
@@ -89,24 +87,14 @@ def build_remote_gateway(settings: ServeSettings, console: Console | None = None
         special_token_id=special_token_id(tokenizer) if has_vocabulary else None,
         native_ignore_eos=settings.engine == "vllm",
     )
-    log_dir = settings.log_dir or Path(tempfile.mkdtemp(prefix="coderig-"))
-    pool = ReplicaPool(
-        engine,
-        replicas,
-        log_dir=log_dir,
-        external_urls=urls,
-        startup_timeout=settings.startup_timeout,
-        health_interval=settings.health_interval,
-        health_timeout=settings.health_timeout,
-        health_failures=settings.health_failures,
-    )
+    pool = new_pool(settings, engine, replicas, urls)
     if console is not None:
         console.print(f"[bold]coderig[/] model [cyan]{name}[/] on {settings.engine}")
         console.print(f"  fill-in-the-middle: {fim.id if fim else 'none (prefix only)'}")
         if urls:
             console.print(f"  upstreams: {', '.join(urls)}")
         else:
-            console.print(f"  {replicas} vLLM replica(s), logs in {log_dir}")
+            console.print(f"  {replicas} vLLM replica(s), logs in {pool.log_dir}")
         if not has_vocabulary:
             console.print(
                 "  [yellow]no tokenizer[/]: prompt tokens estimated, usage from the upstream, "
