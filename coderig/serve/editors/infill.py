@@ -33,7 +33,7 @@ from coderig.serve.editors.common import (
     read_body,
 )
 from coderig.serve.editors.errors import editor_router, llamacpp_error
-from coderig.serve.editors.prompt import ContextSnippet, EditorPromptBuilder
+from coderig.serve.editors.prompt import ContextSnippet, EditorPrompt, EditorPromptBuilder
 from coderig.serve.errors import OpenAIError
 from coderig.serve.generate import Finished, GenerationRequest
 from coderig.serve.languages import load_languages
@@ -95,9 +95,7 @@ class PrefixTracker:
 class InfillAPI:
     def __init__(self, gateway) -> None:
         self.gateway = gateway
-        self.prompts = EditorPromptBuilder(
-            gateway, window_lines=gateway.settings.stable_window_lines
-        )
+        self.prompts = EditorPromptBuilder.for_gateway(gateway)
         self.languages = load_languages()
         self.tracker = PrefixTracker(gateway.settings.replicas)
         # llama.vim's cache warm-ups in flight, one per developer (flow): a newer context
@@ -134,14 +132,7 @@ class InfillAPI:
             # model without FIM tokens could not even start).
             outcome = InfillEncoder(gateway.model_name, False, 0, started, body.response_fields)
             return outcome.whole("", Finished("stop", 0, 0))
-        prompt = self.prompts.build(
-            prefix=body.input_prefix,
-            suffix=body.input_suffix,
-            middle=body.prompt,
-            snippets=snippets,
-            language=language,
-            reserve=n_predict,
-        )
+        prompt = self._prompt(body, snippets, language, reserve=n_predict)
         rules = EditorRules.for_cursor(
             body.input_prefix + body.prompt,
             body.input_suffix,
@@ -179,19 +170,24 @@ class InfillAPI:
         gateway.metrics.editor_completions.labels("infill", rules.language_label, key).inc()
         return await respond(request, events, encoder, stream=body.stream)
 
-    def _warm_up(self, body, snippets, language, started: float) -> Response:
-        """Send the prompt to a replica in the background (one token) and answer now."""
-        if not (body.input_prefix or body.input_suffix or body.prompt or snippets):
-            outcome = InfillEncoder(self.gateway.model_name, False, 0, started)
-            return outcome.whole("", Finished("length", 0, 0))
-        prompt = self.prompts.build(
+    def _prompt(self, body: InfillRequest, snippets, language, *, reserve: int) -> EditorPrompt:
+        """llama.cpp's layout: ``input_prefix``, then the cursor line (``prompt``) after the
+        FIM middle marker, ``input_suffix`` and the ``input_extra`` chunks as context."""
+        return self.prompts.build(
             prefix=body.input_prefix,
             suffix=body.input_suffix,
             middle=body.prompt,
             snippets=snippets,
             language=language,
-            reserve=1,
+            reserve=reserve,
         )
+
+    def _warm_up(self, body, snippets, language, started: float) -> Response:
+        """Send the prompt to a replica in the background (one token) and answer now."""
+        if not (body.input_prefix or body.input_suffix or body.prompt or snippets):
+            outcome = InfillEncoder(self.gateway.model_name, False, 0, started)
+            return outcome.whole("", Finished("length", 0, 0))
+        prompt = self._prompt(body, snippets, language, reserve=1)
         gen = GenerationRequest(
             "infill_warmup", prompt.rendered.text, prompt.rendered.tokens, 1, {"temperature": 0.0}
         )

@@ -99,9 +99,7 @@ def split_fim(prompt: str, fim: FimTemplate | None) -> tuple[str, str] | None:
 class OllamaAPI:
     def __init__(self, gateway) -> None:
         self.gateway = gateway
-        self.prompts = EditorPromptBuilder(
-            gateway, window_lines=gateway.settings.stable_window_lines
-        )
+        self.prompts = EditorPromptBuilder.for_gateway(gateway)
         self.languages = load_languages()
         self.router = self._routes()
 

@@ -66,6 +66,11 @@ class EditorPromptBuilder:
         # Lines the code window's start may move to an anchor line (editors.window); 0 = off.
         self.window_lines = window_lines
 
+    @classmethod
+    def for_gateway(cls, gateway) -> EditorPromptBuilder:
+        """The builder the editor APIs share, with the gateway's ``--stable-window-lines``."""
+        return cls(gateway, window_lines=gateway.settings.stable_window_lines)
+
     def count(self, text: str) -> int:
         return len(self.gateway.tokenizer.encode(text)) if text else 0
 

@@ -135,9 +135,7 @@ class TabbyAPI:
 
     def __init__(self, gateway) -> None:
         self.gateway = gateway
-        self.prompts = EditorPromptBuilder(
-            gateway, window_lines=gateway.settings.stable_window_lines
-        )
+        self.prompts = EditorPromptBuilder.for_gateway(gateway)
         self.languages = load_languages()
         self.acceptance = Acceptance(gateway.metrics)
         self.router = self._routes()
