@@ -194,3 +194,21 @@ def test_cli_prints_the_summary_writes_results_and_report_and_plots_read_them(se
 
 def test_the_stdlib_is_the_default_corpus():
     assert len(Corpus()) > 100
+
+
+def test_each_developer_is_named_in_a_session_header_unless_one_is_given():
+    from coderig.bench.typing import _Replay
+
+    config = TypingConfig(url="http://127.0.0.1:9", developers=3, duration=10.0, params=BRISK)
+    replay = _Replay(config, plan_typing(config), session=None)
+    sent = {replay._headers(r)["X-Coderig-Session"] for r in replay.results}
+    assert sent == {f"developer-{r.request.developer}" for r in replay.results}
+    assert len(sent) == 3
+
+    given = TypingConfig(
+        url="http://127.0.0.1:9", developers=3, duration=10.0, params=BRISK,
+        headers={"x-coderig-session": "mine"},
+    )  # fmt: skip
+    replay = _Replay(given, plan_typing(given), session=None)
+    assert all(replay._headers(r)["x-coderig-session"] == "mine" for r in replay.results)
+    assert all("X-Coderig-Session" not in replay._headers(r) for r in replay.results)

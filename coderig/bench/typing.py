@@ -46,6 +46,9 @@ from coderig.traffic.typing_team import (
 )
 
 _LEAD = 0.05  # between setting the clock and the first send
+# The header coderig serve reads a developer's session from (coderig.serve.auth.SESSION_HEADER;
+# not imported: bench runs against any server and does not depend on serve).
+SESSION_HEADER = "X-Coderig-Session"
 _TICK = 0.001  # event-loop timer resolution
 OUTCOMES = ("shown", "cancelled", "error")
 
@@ -228,6 +231,11 @@ class _Replay:
         self.api = plan.api
         self.session = session
         self.headers = {"Content-Type": "application/json", **config.headers}
+        # Each developer is one editor on its own machine: tell the server which one sent a
+        # request, as a gateway sees by address (coderig: per-developer fairness, routing and
+        # supersession). Other servers ignore the header; one given with -H wins.
+        given = {name.lower() for name in config.headers}
+        self.per_developer = SESSION_HEADER.lower() not in given
         self.results = [TypingResult(i, r) for i, r in enumerate(plan.script.requests)]
         self.header: dict[str, Any] = {}
         self.t0 = 0.0
@@ -272,6 +280,11 @@ class _Replay:
             await asyncio.sleep(0.25)
             on_tick(self)
 
+    def _headers(self, r: TypingResult) -> dict[str, str]:
+        if not self.per_developer:
+            return self.headers
+        return {**self.headers, SESSION_HEADER: f"developer-{r.request.developer}"}
+
     async def _hit(self, r: TypingResult) -> None:
         perf, t0, loop = time.perf_counter, self.t0, asyncio.get_running_loop()
         body = self.plan.bodies[r.id]
@@ -291,7 +304,7 @@ class _Replay:
         scope = asyncio.timeout_at(deadline)
         try:
             async with scope:
-                resp = await self.session.post(self.plan.url, data=body, headers=self.headers)
+                resp = await self.session.post(self.plan.url, data=body, headers=self._headers(r))
                 r.first_byte = perf() - t0
                 r.status = resp.status
                 await self._read(resp, r, reply)
