@@ -62,9 +62,12 @@ def percentile(values: list[float], q: float) -> float:
 def latency_pairs(direct_url, gateway_url, pairs, max_tokens, stream):
     added, direct_all, gateway_all = [], [], []
     direct_auth = replica_auth(direct_url)  # the replica answers only with the run's secret
+    # A fresh connection per request on both sides: llama-server closes a keep-alive
+    # connection after a streamed response, and the next request on it would fail.
+    fresh = {"Connection": "close"}
     with (
-        httpx.Client(timeout=120, headers=direct_auth) as direct,
-        httpx.Client(timeout=120) as gateway,
+        httpx.Client(timeout=120, headers={**direct_auth, **fresh}) as direct,
+        httpx.Client(timeout=120, headers=fresh) as gateway,
     ):
         for target, url in ((direct, direct_url), (gateway, gateway_url)):  # warm up
             one_request(target, url, prompt_for(99999, 9), max_tokens, stream)
@@ -83,7 +86,8 @@ def latency_pairs(direct_url, gateway_url, pairs, max_tokens, stream):
 
 def throughput(url: str, requests: int, concurrency: int, max_tokens: int, offset: int) -> float:
     def worker(indices):
-        with httpx.Client(timeout=300, headers=replica_auth(url)) as client:
+        headers = {**replica_auth(url), "Connection": "close"}  # see latency_pairs
+        with httpx.Client(timeout=300, headers=headers) as client:
             for i in indices:
                 one_request(client, url, prompt_for(offset + i, 2), max_tokens, False)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -31,7 +32,7 @@ def llama_server_engine(**options) -> LlamaServerEngine:
 def replica_auth(url: str) -> dict[str, str]:
     """The header a gateway's replica requires: its secret, read as only the same OS user can —
     from the environment of the llama-server process listening on ``url``'s port."""
-    port = url.rsplit(":", 1)[1].strip("/")
+    port = str(urlsplit(url).port)
     for proc in Path("/proc").iterdir():
         try:
             argv = (proc / "cmdline").read_bytes().split(b"\0")
