@@ -186,10 +186,12 @@ class StopReport:
     tokens_saved: int = 0
     language: str = "unknown"
 
-    def header(self) -> str | None:
+    def headers(self) -> dict[str, str]:
+        """``X-Coderig-Stop`` for a non-streamed answer a rule cut short; else none."""
         if not self.rule:
-            return None
-        return f"rule={self.rule}; language={self.language}; tokens_saved={self.tokens_saved}"
+            return {}
+        value = f"rule={self.rule}; language={self.language}; tokens_saved={self.tokens_saved}"
+        return {"X-Coderig-Stop": value}
 
 
 async def apply_editor_rules(

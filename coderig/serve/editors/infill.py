@@ -250,8 +250,8 @@ class InfillEncoder(Encoder):
         return sse_data(json.loads(llamacpp_error(exc.status, exc.message, exc.code, {}).body))
 
     def whole(self, text: str, done: Finished) -> Response:
-        headers = {"X-Coderig-Stop": self.report.header()} if self.report.header() else {}
-        return JSONResponse(_select(self.final(text, done), self.fields), headers=headers)
+        answer = _select(self.final(text, done), self.fields)
+        return JSONResponse(answer, headers=self.report.headers())
 
     def final(self, text: str, done: Finished) -> dict[str, Any]:
         elapsed_ms = (time.monotonic() - self.started) * 1000

@@ -281,8 +281,7 @@ class GenerateEncoder(Encoder):
         return _line({"error": exc.message})
 
     def whole(self, text: str, done: Finished) -> Response:
-        headers = {"X-Coderig-Stop": self.report.header()} if self.report.header() else {}
-        return JSONResponse(self.final(text, done), headers=headers)
+        return JSONResponse(self.final(text, done), headers=self.report.headers())
 
     def final(self, text: str, done: Finished) -> dict:
         total_ns = int((time.monotonic() - self.started) * 1e9)

@@ -328,7 +328,7 @@ class TabbyEncoder(Encoder):
                 if debug.return_snippets
                 else None,
             }
-        headers = {"X-Coderig-Stop": self.report.header()} if self.report.header() else {}
+        headers = self.report.headers()
         if prompt.rendered.fim:
             headers["X-Coderig-FIM"] = prompt.rendered.fim
         return JSONResponse(answer, headers=headers)
