@@ -144,10 +144,11 @@ class Replica:
         """
         slots = self.engine.slots
         capacity = self.capacity
-        if flow is not None and capacity.share and capacity.running(flow) >= capacity.share_of():
+        share = capacity.share_of()
+        if flow is not None and capacity.share and capacity.running(flow) >= share:
             # Held at its share of the slots: it waits for its own requests, a share at a time.
             service = self.typical_service_time() or 0.0
-            return (capacity.waiting_in(flow) + 1) * service / capacity.share_of()
+            return (capacity.waiting_in(flow) + 1) * service / share
         if self.active < slots:
             return 0.0
         service = self.typical_service_time()

@@ -83,13 +83,18 @@ def llamacpp_error(
     status: int, message: str, code: str | None, headers: dict[str, str]
 ) -> Response:
     """llama.cpp server's ``{"error": {"code", "message", "type"}}``."""
+    body = llamacpp_error_body(status, message, code)
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def llamacpp_error_body(status: int, message: str, code: str | None) -> dict:
+    """The error object llama.cpp answers, also sent in-band in an ``/infill`` stream."""
     kind = _LLAMA_TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
     if code == "context_length_exceeded":
         kind = "exceed_context_size_error"
     if status == 429:
         kind = "unavailable_error"
-    body = {"error": {"code": status, "message": message, "type": kind}}
-    return JSONResponse(body, status_code=status, headers=headers)
+    return {"error": {"code": status, "message": message, "type": kind}}
 
 
 def ollama_error(status: int, message: str, code: str | None, headers: dict[str, str]) -> Response:

@@ -16,7 +16,6 @@ one of the last prompts it sent (a llama.cpp replica keeps exactly that much in 
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections import deque
 from typing import Any
@@ -32,7 +31,7 @@ from coderig.serve.editors.common import (
     key_name,
     read_body,
 )
-from coderig.serve.editors.errors import editor_router, llamacpp_error
+from coderig.serve.editors.errors import editor_router, llamacpp_error, llamacpp_error_body
 from coderig.serve.editors.prompt import ContextSnippet, EditorPrompt, EditorPromptBuilder
 from coderig.serve.errors import OpenAIError
 from coderig.serve.generate import Finished, GenerationRequest
@@ -247,7 +246,7 @@ class InfillEncoder(Encoder):
         return sse_data(_select(self.final("", done), self.fields))
 
     def error(self, exc: OpenAIError) -> bytes:
-        return sse_data(json.loads(llamacpp_error(exc.status, exc.message, exc.code, {}).body))
+        return sse_data(llamacpp_error_body(exc.status, exc.message, exc.code))
 
     def whole(self, text: str, done: Finished) -> Response:
         answer = _select(self.final(text, done), self.fields)
