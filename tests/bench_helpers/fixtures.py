@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -26,9 +27,9 @@ def start_server() -> tuple[subprocess.Popen, str]:
     return proc, f"http://127.0.0.1:{int(line.split()[1])}"
 
 
-@pytest.fixture(scope="module")
-def llm_server() -> Iterator[str]:
-    """Base URL of a fresh fake server, e.g. ``http://127.0.0.1:41234``."""
+@contextmanager
+def running_server() -> Iterator[str]:
+    """Base URL of a fake server in a process of its own, stopped on leaving the block."""
     proc, base = start_server()
     try:
         yield base
@@ -38,3 +39,11 @@ def llm_server() -> Iterator[str]:
             proc.wait(timeout=5)
         except subprocess.TimeoutExpired:
             proc.kill()
+            proc.wait()
+
+
+@pytest.fixture(scope="module")
+def llm_server() -> Iterator[str]:
+    """Base URL of a fresh fake server, e.g. ``http://127.0.0.1:41234``."""
+    with running_server() as base:
+        yield base

@@ -15,7 +15,6 @@ here in milliseconds; what needs a real engine (outputs, faults, cancellation) s
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -27,24 +26,13 @@ from coderig.models import embedded_model_path
 from coderig.serve.app import create_app
 from coderig.serve.assembly import build_gateway
 from coderig.serve.settings import ServeSettings
-from tests.bench_helpers.fixtures import start_server as start_fake_server
+from tests.bench_helpers.fixtures import running_server
 
 MODEL = "smollm2-135m-instruct"  # what the e2e server calls the embedded model
 
 
-@contextmanager
-def fake_upstream() -> Iterator[str]:
-    """Base URL of a fake OpenAI-compatible server, in a process of its own."""
-    process, url = start_fake_server()
-    try:
-        yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+# Base URL of a fake OpenAI-compatible server, in a process of its own.
+fake_upstream = running_server
 
 
 def in_process_settings(upstream: str, log_dir: Path, **overrides) -> ServeSettings:
