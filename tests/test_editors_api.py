@@ -13,7 +13,6 @@ import pytest
 pytestmark = pytest.mark.e2e
 
 MODEL = "smollm2-135m-instruct"
-PY_PREFIX = "def fibonacci(n):\n    if n < 2:\n        return n\n    return "
 # Greedy SmolLM2 continues this with a comment, then `def main():` after a blank line.
 # The embedded model completes this with code, a blank line and prose: something to cut.
 RULE_PROMPT = 'import os\n\n\ndef list_files(path):\n    """List files."""\n'
@@ -65,36 +64,6 @@ def test_tabby_health_has_the_fields_the_agent_reads(server):
     assert re.match(r"v\d+\.\d+\.\d+", health["version"]["git_describe"])
     assert isinstance(health["cpu_count"], int) and health["cuda_devices"] == []
     assert httpx.post(f"{server.url}/v1/health", timeout=10).json()["model"] == MODEL
-
-
-def test_tabby_completion_puts_snippets_as_comments_ahead_of_the_prefix(server):
-    body = {
-        "language": "python",
-        "segments": {
-            "prefix": PY_PREFIX,
-            "suffix": "\n\nprint(fibonacci(10))\n",
-            "filepath": "src/fib.py",
-            "declarations": [{"filepath": "src/memo.py", "body": "def memo(f):\n    ..."}],
-            "relevant_snippets_from_changed_files": [
-                {"filepath": "src/util.py", "body": "LIMIT = 30", "score": 0.9}
-            ],
-            "clipboard": "fibonacci(n - 1)",
-        },
-        "temperature": 0,
-        "debug_options": {"return_prompt": True, "return_snippets": True},
-    }
-    response = post(server, "/v1/completions", json=body)
-    assert response.status_code == 200, response.text
-    answer = response.json()
-    assert answer["id"].startswith("cmpl-")
-    assert answer["choices"][0]["index"] == 0
-    assert isinstance(answer["choices"][0]["text"], str)  # may be cut to "" by a stop rule
-    prompt = answer["debug_data"]["prompt"]
-    assert "# Path: src/memo.py\n# def memo(f):\n#     ...\n" in prompt
-    assert "# Path: src/util.py\n# LIMIT = 30\n" in prompt
-    assert prompt.endswith(PY_PREFIX)  # SmolLM2 has no FIM tokens: prefix-only
-    assert response.headers["x-coderig-fim"] == "prefix-only"
-    assert len(answer["debug_data"]["snippets"]) == 3
 
 
 def test_tabby_events_are_recorded_and_bad_events_are_a_plain_422(server):
