@@ -11,9 +11,9 @@ import re
 import pytest
 
 from tests.support.inprocess import MODEL
-from tests.test_editors_api import PY_PREFIX
 
 JSON = {"content-type": "application/json"}
+PY_PREFIX = "def fibonacci(n):\n    if n < 2:\n        return n\n    return "
 
 
 def stream_lines(client, path: str, body: dict):
