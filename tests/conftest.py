@@ -36,6 +36,21 @@ def starcoder_fim_model(tmp_path_factory) -> tuple[Path, dict[str, int]]:
     return path, ids
 
 
+@pytest.fixture(scope="session")
+def qwen_fim_vocab(tmp_path_factory) -> tuple[Path, dict[str, int]]:
+    """The Qwen-style FIM vocabulary without weights: enough for a tokenizer, quick to write."""
+    path = tmp_path_factory.mktemp("models") / "qwen-fim-vocab.gguf"
+    ids = make_fim_model(embedded_model_path(), path, "qwen", vocab_only=True)
+    return path, ids
+
+
+@pytest.fixture(scope="session")
+def starcoder_fim_vocab(tmp_path_factory) -> tuple[Path, dict[str, int]]:
+    path = tmp_path_factory.mktemp("models") / "starcoder-fim-vocab.gguf"
+    ids = make_fim_model(embedded_model_path(), path, "starcoder", vocab_only=True)
+    return path, ids
+
+
 # --- the in-process tier: the real app in this process, a fake upstream (tests/support/inprocess)
 
 

@@ -36,15 +36,15 @@ def attack(url: str, **kw) -> tuple[dict, list[dict], dict]:
 
 
 def test_latency_and_rate_match_an_injected_100ms_delay(llm_server):  # noqa: F811
-    header, results, s = attack(f"{llm_server}/v1/completions?delay=0.1", rate=40, duration=2.0)
+    header, results, s = attack(f"{llm_server}/v1/completions?delay=0.1", rate=80, duration=1.0)
     assert s.requests == 80 and s.success == 1.0
-    assert s.rate == pytest.approx(vegeta_rate(40, 80), rel=RATE_TOLERANCE)
+    assert s.rate == pytest.approx(vegeta_rate(80, 80), rel=RATE_TOLERANCE)
     assert s.sched_lag.p50 < 0.005
     lat = s.latencies
     assert lat.min >= 0.1  # nothing can be faster than the injected delay
     assert lat.p50 < 0.1 + SLACK
     assert s.wait == pytest.approx(lat.max, abs=0.05)
-    assert header["rate"] == 40 and header["requests"] == 80 and header["stream"] is False
+    assert header["rate"] == 80 and header["requests"] == 80 and header["stream"] is False
     # without a stream there is no first token to time, and we don't pretend otherwise
     assert all(r["first_token"] is None for r in results)
     assert all(r["completion_tokens"] == 5 and r["tokens_from"] == "usage" for r in results)
@@ -52,7 +52,7 @@ def test_latency_and_rate_match_an_injected_100ms_delay(llm_server):  # noqa: F8
 
 def test_ttft_and_itl_match_a_stream_of_one_token_every_10ms(llm_server):  # noqa: F811
     url = f"{llm_server}/v1/completions?delay=0.05&tokens=12&interval=0.01"
-    _, results, s = attack(url, rate=10, duration=2.0, stream=True)
+    _, results, s = attack(url, rate=20, duration=1.0, stream=True)
     assert s.success == 1.0
     assert 0.05 <= s.ttft.min and s.ttft.p50 < 0.05 + SLACK
     assert s.itl.n == 20 * 11
@@ -77,9 +77,9 @@ def test_tokens_are_counted_from_chunks_when_the_stream_has_no_usage(llm_server)
 def test_a_stalling_server_does_not_slow_the_sender(llm_server):  # noqa: F811
     # every 2nd request hangs; the other half answer at once
     url = f"{llm_server}/v1/completions?stall_every=2&stall=30"
-    _, results, s = attack(url, rate=20, duration=2.0, timeout=0.5)
+    _, results, s = attack(url, rate=40, duration=1.0, timeout=0.5)
     assert s.requests == 40
-    assert s.rate == pytest.approx(vegeta_rate(20, 40), rel=RATE_TOLERANCE)
+    assert s.rate == pytest.approx(vegeta_rate(40, 40), rel=RATE_TOLERANCE)
     assert s.sched_lag.p99 < 0.05
     assert s.success == pytest.approx(0.5)
     assert s.status_codes == {"0": 20, "200": 20}
@@ -100,7 +100,7 @@ def test_a_fully_stalled_server_still_gets_every_request_on_time(llm_server):  #
 
 def test_max_inflight_skips_requests_and_says_so(llm_server):  # noqa: F811
     url = f"{llm_server}/v1/completions?stall_every=1&stall=30"
-    _, results, s = attack(url, rate=20, duration=1.0, timeout=1.5, max_inflight=5)
+    _, results, s = attack(url, rate=20, duration=1.0, timeout=1.1, max_inflight=5)
     assert s.requests == 5 and s.not_sent == 15 and s.scheduled == 20
     skipped = [r for r in results if r["not_sent"]]
     assert all(r["sent"] is None and "max-inflight 5" in r["error"] for r in skipped)

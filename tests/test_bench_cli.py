@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import pytest
 
 from coderig.bench.results import read_attacks, read_results
@@ -153,6 +154,7 @@ def test_ctrl_c_stops_the_attack_and_keeps_what_was_done(llm_server, tmp_path): 
     import time
 
     out = tmp_path / "partial.jsonl"
+    httpx.post(f"{llm_server}/reset", timeout=10)
     proc = subprocess.Popen(
         CODERIG
         + [
@@ -172,7 +174,11 @@ def test_ctrl_c_stops_the_attack_and_keeps_what_was_done(llm_server, tmp_path): 
         stderr=subprocess.PIPE,
         text=True,
     )
-    time.sleep(3.0)  # start-up on a loaded machine can take most of this
+    # Interrupt once the attack is under way: the server has seen its first request.
+    deadline = time.monotonic() + 30
+    while httpx.get(f"{llm_server}/stats", timeout=10).json()["count"] < 1:
+        assert time.monotonic() < deadline and proc.poll() is None, "the attack never started"
+        time.sleep(0.05)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err

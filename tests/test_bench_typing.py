@@ -15,6 +15,7 @@ import json
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from urllib.parse import urlencode
 
 import httpx
@@ -22,14 +23,14 @@ import pytest
 
 from coderig.bench.attack import run_on_loop
 from coderig.bench.corpus import Corpus
-from coderig.bench.typing import TypingConfig, plan_typing, run_typing, typing_run
+from coderig.bench.typing import TypingConfig, plan_typing, typing_run
 from coderig.bench.typing_report import summarize_typing
 from coderig.traffic.typing_team import TypingParams
 
 try:  # the repository's tests/ is a package on main, a plain directory in a worktree
-    from tests.bench_helpers.fixtures import llm_server  # noqa: F401  (pytest fixture)
+    from tests.bench_helpers.fixtures import llm_server, running_server  # noqa: F401
 except ImportError:
-    from bench_helpers.fixtures import llm_server  # noqa: F401  (pytest fixture)
+    from bench_helpers.fixtures import llm_server, running_server  # noqa: F401
 
 BRISK = TypingParams.defaults().with_(
     typist_mean_iki=0.06,
@@ -43,6 +44,8 @@ BRISK = TypingParams.defaults().with_(
     file_switch=1.0,
     move_cv=0.05,
 )
+# Twice as quick at the keys: the first requests go out sooner, for tests that need a few.
+QUICK = BRISK.with_(typist_mean_iki=0.03, fastest_iki=0.025)
 LINE = "total = accumulate(total, item)"
 
 
@@ -70,28 +73,34 @@ def windows(config: TypingConfig) -> list[float]:
 
 
 def test_fast_server_shows_nearly_all_slow_server_gets_cancelled_and_sees_clients_leave(server):
-    config = TypingConfig(url=server, developers=8, duration=10.0, params=BRISK, seed=11)
+    # Many developers for a short while: the same 20+ requests as a few for longer, sooner.
+    config = TypingConfig(url=server, developers=80, duration=3.0, params=BRISK, seed=11)
     budget = windows(config)
     assert len(budget) >= 20 and min(budget) > 0.5  # the brisk team's property
 
-    config.url = f"{server}?delay={min(budget) / 20:.4f}"
-    fast_header, fast = run_typing(config)
-    fast_bodies = [json.dumps(b, sort_keys=True) for b in stats(server)["bodies"]]
+    # The same team against a fast server and a slow one at once, each a server of its own.
+    with running_server() as slow_server:
+        fast_config = replace(config, url=f"{server}?delay={min(budget) / 20:.4f}")
+        slow_config = replace(config, url=f"{slow_server}?delay={max(budget) * 20:.2f}")
+
+        async def both():
+            return await asyncio.gather(typing_run(fast_config), typing_run(slow_config))
+
+        (fast_header, fast), (slow_header, slow) = run_on_loop(both)
+        fast_bodies = [json.dumps(b, sort_keys=True) for b in stats(server)["bodies"]]
+        seen = settled(slow_server)
+
     s = summarize_typing(fast_header, fast)
     assert s.requests == len(budget) and s.errors == 0
     assert s.shown >= 0.9 * s.requests
     assert all(r["end"] <= r["cancel_at"] for r in fast if r["outcome"] == "shown")
     assert s.headline().startswith(f"of {s.requests} suggestions requested, ")
 
-    httpx.post(f"{server}/reset", timeout=10)
-    config.url = f"{server}?delay={max(budget) * 20:.2f}"
-    slow_header, slow = run_typing(config)
     s = summarize_typing(slow_header, slow)
     assert s.cancelled >= 0.95 * s.requests and s.shown == 0
     for r in slow:
         if r["outcome"] == "cancelled":  # closed at the next keystroke, not later
             assert r["cancel_at"] <= r["end"] < r["cancel_at"] + 0.5
-    seen = settled(server)
     assert seen["handled"] == s.requests  # each had time to reach the server...
     assert seen["disconnected"] == s.cancelled  # ...which saw every cancelled client leave
     assert seen["completed"] == 0
@@ -107,7 +116,7 @@ def test_every_editor_api_is_sent_and_read_as_its_editor_does(server, tmp_path):
     # server answers, so every shown suggestion at a line start is accepted.
     (tmp_path / "loop.py").write_text("def f(items):\n" + f"    {LINE}\n" * 60)
     reply = f"{LINE}\n    return total"
-    base = dict(developers=2, duration=5.0, params=BRISK, corpus=str(tmp_path), seed=3)
+    base = dict(developers=2, duration=3.0, params=QUICK, corpus=str(tmp_path), seed=3)
     query = urlencode({"delay": 0.01, "interval": 0.001, "text": reply})
     configs = [
         TypingConfig(url=f"{server}?{query}", api=api, **base)
@@ -150,14 +159,14 @@ def test_every_editor_api_is_sent_and_read_as_its_editor_does(server, tmp_path):
 
 
 def test_cli_prints_the_summary_writes_results_and_report_and_plots_read_them(server, tmp_path):
-    params = tmp_path / "brisk.toml"
-    lines = ["[team]\n"] + [f"{k} = {v!r}\n".replace("'", '"') for k, v in BRISK.to_dict().items()]
+    params = tmp_path / "quick.toml"
+    lines = ["[team]\n"] + [f"{k} = {v!r}\n".replace("'", '"') for k, v in QUICK.to_dict().items()]
     params.write_text("".join(lines))
     out = tmp_path / "typing.jsonl"
     cli = [sys.executable, "-m", "coderig", "bench"]
     run = subprocess.run(
-        [*cli, "typing", "--url", f"{server}?delay=0.02", "--developers", "2", "--duration",
-         "4s", "--params", str(params), "--json", "-o", str(out), "--plots",
+        [*cli, "typing", "--url", f"{server}?delay=0.02", "--developers", "16", "--duration",
+         "2.5s", "--params", str(params), "--json", "-o", str(out), "--plots",
          str(tmp_path / "plots"), "--no-progress"],
         capture_output=True, text=True, timeout=60, check=True,
     )  # fmt: skip

@@ -84,22 +84,43 @@ def import_everything(blocked: set[str]) -> subprocess.CompletedProcess:
 
 
 def test_every_module_imported_at_run_time_is_a_declared_dependency() -> None:
+    installed = dependency_closure(base_requirements())
+    # Everything in this venv that `pip install coderig` would not bring, made unimportable:
+    # when coderig imports whole without them (the usual case), one interpreter has answered.
+    done = import_everything(undeclared_modules(installed))
+    if done.returncode == 0:
+        return
+    missing = missing_dependencies(installed)
+    assert not missing, f"imported at run time, not installed by `pip install coderig`: {missing}"
+    raise AssertionError(done.stderr[-3000:])
+
+
+def undeclared_modules(installed: set[str]) -> set[str]:
+    """Top-level modules of this venv that only distributions outside ``installed`` provide."""
+    undeclared = set()
+    for module, dists in metadata.packages_distributions().items():
+        if module == "coderig" or not module.isidentifier() or module.startswith("_"):
+            continue
+        if (
+            module not in sys.stdlib_module_names
+            and not {canonicalize_name(d) for d in dists} & installed
+        ):
+            undeclared.add(module)
+    return undeclared
+
+
+def missing_dependencies(installed: set[str]) -> dict[str, list[str]]:
+    """The undeclared modules coderig cannot import without, each with its distributions."""
     done = import_everything(set())
     assert done.returncode == 0, done.stderr[-3000:]
     loaded = json.loads(done.stdout.strip().splitlines()[-1])
     by_module = metadata.packages_distributions()
-    installed = dependency_closure(base_requirements())
     undeclared = {}
-    for module in loaded:
-        if module == "coderig" or not module.isidentifier() or module.startswith("_"):
-            continue
-        dists = {canonicalize_name(d) for d in by_module.get(module, [])}
-        if dists and not dists & installed:
-            undeclared[module] = sorted(dists)
+    for module in set(loaded) & undeclared_modules(installed):
+        undeclared[module] = sorted({canonicalize_name(d) for d in by_module[module]})
     # A library may import what happens to be installed (orjson, watchfiles...) and do without
     # it: only a module whose absence breaks an import is a missing dependency.
-    missing = {m: d for m, d in undeclared.items() if import_everything({m}).returncode != 0}
-    assert not missing, f"imported at run time, not installed by `pip install coderig`: {missing}"
+    return {m: d for m, d in undeclared.items() if import_everything({m}).returncode != 0}
 
 
 def test_libraries_whose_internals_we_subclass_are_pinned_to_a_tested_range() -> None:

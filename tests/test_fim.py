@@ -74,9 +74,9 @@ def test_embedded_model_has_no_fim_tokens():
         )
 
 
-def test_vocabulary_decides_the_family(qwen_fim_model, starcoder_fim_model):
-    qwen = GGUFTokenizer(qwen_fim_model[0])
-    starcoder = GGUFTokenizer(starcoder_fim_model[0])
+def test_vocabulary_decides_the_family(qwen_fim_vocab, starcoder_fim_vocab):
+    qwen = GGUFTokenizer(qwen_fim_vocab[0])
+    starcoder = GGUFTokenizer(starcoder_fim_vocab[0])
     assert (
         choose_template(model_name="anything", is_special_token=qwen.is_special_token).id == "qwen"
     )
@@ -96,8 +96,8 @@ def test_override_and_none_and_unknown_override():
         choose_template(model_name="x", is_special_token=None, override="bogus")
 
 
-def test_fim_markers_tokenize_to_their_special_token_ids(qwen_fim_model):
-    path, ids = qwen_fim_model
+def test_fim_markers_tokenize_to_their_special_token_ids(qwen_fim_vocab):
+    path, ids = qwen_fim_vocab
     tokenizer = GGUFTokenizer(path)
     prompt = load_templates()["qwen"].render(PREFIX, SUFFIX)
     tokens = tokenizer.encode(prompt)

@@ -286,7 +286,7 @@ class _Replay:
         return {**self.headers, SESSION_HEADER: f"developer-{r.request.developer}"}
 
     async def _hit(self, r: TypingResult) -> None:
-        perf, t0, loop = time.perf_counter, self.t0, asyncio.get_running_loop()
+        perf, t0 = time.perf_counter, self.t0
         body = self.plan.bodies[r.id]
         r.sent = perf() - t0
         r.bytes_out = len(body)
@@ -294,10 +294,13 @@ class _Replay:
         self.inflight += 1
         # The next keystroke, on the event loop's clock (asyncio.timeout_at's), one timer tick
         # late: loop timers may fire up to a tick early, and a keystroke is never simulated
-        # early (an answer that lands in that tick is judged against cancel_at below).
+        # early (an answer that lands in that tick is judged against cancel_at below). "Now"
+        # is time.monotonic(), the clock both loops run on, not loop.time(): uvloop's is the
+        # time its current iteration began, stale by as long as a busy iteration lasts, and a
+        # deadline counted from it fired that much before the keystroke.
         deadline = None
         if r.cancel_at is not None:
-            deadline = loop.time() + (t0 + r.cancel_at - perf()) + _TICK
+            deadline = time.monotonic() + (t0 + r.cancel_at - perf()) + _TICK
         reply = Reply.empty()
         resp: aiohttp.ClientResponse | None = None
         complete = False

@@ -22,6 +22,8 @@ import gguf
 import numpy as np
 from gguf.quants import dequantize
 
+from tests.support.gguf_read import read_gguf
+
 TARGETS = re.compile(r"blk\.\d+\.(attn_q|attn_v|ffn_down)\.weight")
 
 
@@ -35,7 +37,7 @@ def make_lora_adapter(
     seed: int = 0,
 ) -> Path:
     """Write an adapter for ``base`` at ``out``; ``relative_norm`` = |alpha/r B A| / |W|."""
-    reader = gguf.GGUFReader(str(base))
+    reader = read_gguf(base)
     arch = bytes(reader.fields["general.architecture"].parts[-1]).decode()
     rng = np.random.default_rng(seed)
     writer = gguf.GGUFWriter(str(out), arch)
