@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import sys
+from pathlib import Path
 
 import click
 from rich.table import Table
@@ -294,8 +295,19 @@ def _json_default(value):
 
 # ---------------------------------------------------------------------------------------------
 @plan.command("predict")
-@click.option("--gpu", required=True, help="GPU id, e.g. h100-sxm.")
-@click.option("--model", default=DEFAULT_MODEL, show_default=True)
+@click.option(
+    "--gpu",
+    "--hardware",
+    "gpu",
+    required=True,
+    help="GPU id, e.g. h100-sxm; or 'local': this machine's CPU running llama-server as "
+    "`coderig serve` does, from `coderig plan probe`.",
+)
+@click.option(
+    "--model",
+    default=None,
+    help=f"Model id [default: {DEFAULT_MODEL}; with --hardware local, the probed model].",
+)
 @click.option("--dtype", default="bf16", show_default=True)
 @click.option(
     "--tensor-parallel",
@@ -304,7 +316,30 @@ def _json_default(value):
     help="GPUs per replica (default: the smallest that fits).",
 )
 @click.option("--replicas", type=int, default=1, show_default=True)
-@click.option("--rate", type=float, required=True, help="Requests per second.")
+@click.option("--rate", type=float, help="Requests per second (an attack).")
+@click.option(
+    "--workload",
+    "workload_kind",
+    type=click.Choice(["attack", "typing"]),
+    default="attack",
+    show_default=True,
+    help="attack: --rate requests/s as `coderig bench attack` sends them; typing: "
+    "--developers typing, the script `coderig bench typing` sends (same traffic code, seed).",
+)
+@click.option("--developers", type=int, help="With --workload typing: the team's size.")
+@click.option(
+    "--typing-params",
+    type=click.Path(exists=True, dir_okay=False),
+    help="With --workload typing: a typing-model TOML, as `coderig bench typing --params`.",
+)
+@click.option(
+    "--stable-window-lines",
+    type=int,
+    default=16,
+    show_default=True,
+    help="With --workload typing: the gateway's --stable-window-lines (0: prompts as an editor "
+    "sends them to the engine directly).",
+)
 @click.option("--duration", default="5s", show_default=True, type=DURATION)
 @click.option(
     "--arrival", type=click.Choice(["constant", "poisson"]), default="constant", show_default=True
@@ -334,6 +369,12 @@ def _json_default(value):
 )
 @click.option("--catalog", "catalog_files", multiple=True)
 @click.option("--calibrate", "calibrate_files", multiple=True)
+@click.option(
+    "--probe",
+    "probe_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="With --hardware local: the probe to use [default: the last `coderig plan probe`].",
+)
 @click.option("--json", "as_json", is_flag=True)
 def predict_cmd(
     gpu,
@@ -342,6 +383,10 @@ def predict_cmd(
     tensor_parallel,
     replicas,
     rate,
+    workload_kind,
+    developers,
+    typing_params,
+    stable_window_lines,
     duration,
     arrival,
     prompt_tokens,
@@ -352,9 +397,35 @@ def predict_cmd(
     router,
     catalog_files,
     calibrate_files,
+    probe_file,
     as_json,
 ):
     """Predict p50/p90/p99 latency and TTFT for one configuration under one load."""
+    if workload_kind == "typing":
+        if not developers:
+            raise click.UsageError("--workload typing needs --developers")
+        _predict_typing(
+            gpu, model, dtype, tensor_parallel, replicas, developers, duration, seed,
+            output_tokens, typing_params, stable_window_lines, catalog_files, calibrate_files,
+            probe_file, as_json,
+        )  # fmt: skip
+        return
+    if rate is None:
+        raise click.UsageError("--rate is needed (or --workload typing with --developers)")
+    workload = Workload(
+        rate=rate,
+        duration=duration,
+        prompt_tokens=prompt_tokens,
+        output_tokens=output_tokens,
+        arrival=arrival,
+        seed=seed,
+        prefix_cache_hit=prefix_cache_hit,
+        identical_prompts=identical_prompts,
+    )
+    if gpu.lower() == "local":
+        _predict_local(model, tensor_parallel, replicas, probe_file, workload, as_json)
+        return
+    model = model or DEFAULT_MODEL
     catalog = _load(catalog_files)
     try:
         gpu_spec = catalog.gpu(gpu)
@@ -371,16 +442,6 @@ def predict_cmd(
         catalog, calibrate_files, {"gpu": gpu_spec.id, "model": model_spec.id}, with_loo=False
     ).factors
     deployment = Deployment(gpu_spec.id, model_spec.id, dtype_spec.id, tensor_parallel, replicas)
-    workload = Workload(
-        rate=rate,
-        duration=duration,
-        prompt_tokens=prompt_tokens,
-        output_tokens=output_tokens,
-        arrival=arrival,
-        seed=seed,
-        prefix_cache_hit=prefix_cache_hit,
-        identical_prompts=identical_prompts,
-    )
     try:
         prediction = predict(catalog, factors, deployment, workload, router=router)
     except ValueError as exc:
@@ -391,6 +452,185 @@ def predict_cmd(
         click.echo(json.dumps(data, indent=2, default=_json_default))
         return
     print_prediction(make_console(), prediction)
+
+
+def _predict_local(model, tensor_parallel, replicas, probe_file, workload, as_json) -> None:
+    from coderig.plan.local import load_probe, local_step_model, predict_local
+
+    if model is not None or (tensor_parallel or 1) != 1 or replicas != 1:
+        raise click.UsageError(
+            "--hardware local predicts one llama-server replica of the model it probed: "
+            "--model, --tensor-parallel and --replicas do not apply (probe another model "
+            "with `coderig plan probe --model-path FILE`)"
+        )
+    try:
+        probe = load_probe(probe_file)
+        prediction = predict_local(probe, workload)
+    except (FileNotFoundError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    step = local_step_model(probe)
+    if as_json:
+        data = prediction.to_dict()
+        data["factors"] = step.factors.to_dict()
+        data["probe"] = json.loads(probe.to_json())
+        click.echo(json.dumps(data, indent=2, default=_json_default))
+        return
+    console = make_console()
+    console.print(
+        f"local: {probe.cpu}, {probe.threads} threads, {probe.slots} slots "
+        f"(probed {probe.measured_at}): {step.gemm_flops_per_s / 1e9:.0f} GFLOP/s achieved "
+        f"by prefill, {step.bytes_per_s / 1e9:.1f} GB/s by decode"
+    )
+    print_prediction(console, prediction)
+
+
+def _predict_typing(
+    gpu, model, dtype, tensor_parallel, replicas, developers, duration, seed, output_tokens,
+    params_file, window_lines, catalog_files, calibrate_files, probe_file, as_json,
+) -> None:  # fmt: skip
+    """A typing team on one configuration: share of suggestions shown, their latency."""
+    from coderig.bench.workload import DEFAULT_CHARS_PER_TOKEN
+    from coderig.plan.simulate import simulate_requests
+    from coderig.plan.typing_load import typing_load, typing_outcome
+    from coderig.traffic.typing_team import TypingParams
+
+    params = TypingParams.load(params_file)
+    if gpu.lower() == "local":
+        from coderig.plan.local import LLAMA_BLOCK, load_probe, local_step_model
+        from coderig.serve.fim import choose_template
+        from coderig.serve.tokenizer import GGUFTokenizer
+
+        if model is not None or replicas != 1:
+            raise click.UsageError("--hardware local plans one replica of the probed model")
+        try:
+            probe = load_probe(probe_file)
+        except FileNotFoundError as exc:
+            raise click.ClickException(str(exc)) from None
+        tokenizer = GGUFTokenizer(Path(probe.model_path))
+        count, bos = (lambda text: len(tokenizer.encode(text))), int(tokenizer.add_bos)
+        fim = choose_template(model_name="", is_special_token=tokenizer.is_special_token)
+        step = local_step_model(probe)
+        limits = dict(
+            max_batched_tokens=probe.batch_size,
+            max_seqs=probe.slots,
+            kv_capacity_tokens=probe.n_ctx * probe.slots,
+            block_size=LLAMA_BLOCK,
+        )
+        where = f"local ({probe.cpu}, {probe.slots} slots)"
+        use_fim = fim is not None
+    else:
+        catalog = _load(catalog_files)
+        model = model or DEFAULT_MODEL
+        try:
+            gpu_spec, model_spec = catalog.gpu(gpu), catalog.model(model)
+            catalog.dtype(dtype)
+        except KeyError as exc:
+            raise click.BadParameter(exc.args[0]) from None
+        if tensor_parallel is None:
+            smallest = smallest_tp(gpu_spec, model_spec, catalog.dtype(dtype), catalog)
+            if smallest is None:
+                raise click.ClickException(f"{model_spec.id} ({dtype}) does not fit on 8x {gpu}")
+            tensor_parallel = smallest.tensor_parallel
+        factors = _calibration(
+            catalog, calibrate_files, {"gpu": gpu_spec.id, "model": model_spec.id}, with_loo=False
+        ).factors
+        deployment = Deployment(gpu_spec.id, model_spec.id, dtype, tensor_parallel, replicas)
+        from coderig.plan.predict import step_model_for
+
+        try:
+            step, memory, budget, max_seqs = step_model_for(catalog, factors, deployment)
+        except ValueError as exc:
+            raise click.ClickException(str(exc)) from None
+        count = lambda text: math.ceil(len(text) / DEFAULT_CHARS_PER_TOKEN)  # noqa: E731
+        bos, use_fim = 0, True  # Qwen2.5-Coder-class models have FIM tokens and no BOS
+        limits = dict(
+            max_batched_tokens=budget,
+            max_seqs=max_seqs,
+            kv_capacity_tokens=memory.kv_tokens,
+            block_size=catalog.block_size,
+        )
+        where = f"{replicas}x {gpu_spec.id} ({dtype}, TP={tensor_parallel}) serving {model_spec.id}"
+    load = typing_load(
+        developers, duration, params, max_tokens=output_tokens, count_tokens=count, seed=seed,
+        window_lines=window_lines, fim=use_fim, bos=bos,
+    )  # fmt: skip
+    replicas_n = 1 if gpu.lower() == "local" else replicas
+    run = simulate_requests(step, load.requests, replicas=replicas_n, **limits)
+    outcome = typing_outcome(load, run)
+    if as_json:
+        data = {
+            "hardware": gpu,
+            "developers": developers,
+            "duration": duration,
+            "mean_prompt_tokens": load.mean_prompt_tokens,
+            "shared_prompt_share": load.shared_share,
+            **outcome.to_dict(),
+        }
+        click.echo(json.dumps(data, indent=2, default=_json_default))
+        return
+    console = make_console()
+    console.print(
+        f"{where}: {developers} developers typing for {duration:g} s "
+        f"({outcome.rate:.2f} requests/s after the debounce, {load.mean_prompt_tokens:.0f}-token "
+        f"prompts, {load.shared_share:.0%} of them shared with the developer's previous one), "
+        f"{output_tokens} tokens per suggestion"
+    )
+    console.print(
+        f"shown {outcome.shown} of {outcome.requests} ({outcome.shown_share:.1%}), "
+        f"cancelled {outcome.cancelled}; shown latency p50 {outcome.shown_p50:.3f} s, "
+        f"p90 {outcome.shown_p90:.3f} s"
+    )
+
+
+@plan.command("probe")
+@click.option(
+    "--model-path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="GGUF to probe [default: the embedded model, as `coderig serve` runs].",
+)
+@click.option("--threads", type=int, help="[default: every core, as `coderig serve`]")
+@click.option("--slots", type=int, default=4, show_default=True)
+@click.option("--batch-size", type=int, default=512, show_default=True)
+@click.option("--max-model-len", type=int, default=4096, show_default=True)
+@click.option("--llama-server", "llama_server", help="llama-server binary [default: as serve].")
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Where to write the probe [default: ~/.cache/coderig/plan/local-probe.json].",
+)
+def probe_cmd(model_path, threads, slots, batch_size, max_model_len, llama_server, out):
+    """Measure this machine's CPU with llama-server, for `plan predict --hardware local`.
+
+    Starts `coderig serve` (same defaults) and times, with streamed requests: a request's
+    overhead, a lone prompt, one and all slots decoding (under a minute). Writes what it found.
+    """
+    import os
+
+    from coderig.models import embedded_model_path
+    from coderig.plan.local import default_probe_path, local_step_model, run_probe
+
+    console = make_console()
+    probe = run_probe(
+        model_path or embedded_model_path(),
+        threads=threads or os.cpu_count() or 1,
+        slots=slots,
+        batch_size=batch_size,
+        n_ctx=max_model_len,
+        llama_server=llama_server,
+        say=lambda text: console.print(f"[dim]{text}[/]"),
+    )
+    out = out or default_probe_path()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(probe.to_json())
+    step = local_step_model(probe)
+    decode = ", ".join(f"{n}: {s * 1e3:.1f} ms" for n, s in sorted(probe.decode_step_s.items()))
+    prefill_rate = probe.prefill_tokens / probe.prefill_s
+    console.print(
+        f"{probe.cpu}, {probe.threads} threads: prefill {prefill_rate:.0f} tokens/s "
+        f"({step.gemm_flops_per_s / 1e9:.0f} GFLOP/s), decode step by running "
+        f"sequences {decode} ({step.bytes_per_s / 1e9:.1f} GB/s of weights), request overhead "
+        f"{probe.request_overhead_s * 1e3:.1f} ms\nwritten to {out}"
+    )
 
 
 # ---------------------------------------------------------------------------------------------

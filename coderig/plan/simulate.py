@@ -38,6 +38,7 @@ the attack lasts, so latency depends on the duration, as it does in a real bench
 from __future__ import annotations
 
 import heapq
+import math
 from collections import deque
 from dataclasses import asdict, dataclass
 
@@ -46,7 +47,16 @@ import numpy as np
 from coderig.plan.roofline import StepModel
 from coderig.traffic.arrivals import send_times
 
-__all__ = ["Workload", "SimResult", "simulate", "arrival_times", "cached_prompt_tokens"]
+__all__ = [
+    "Requests",
+    "Run",
+    "SimResult",
+    "Workload",
+    "arrival_times",
+    "cached_prompt_tokens",
+    "simulate",
+    "simulate_requests",
+]
 
 
 @dataclass(frozen=True)
@@ -230,12 +240,6 @@ def simulate(
         nan = float("nan")
         return SimResult(0, 0, nan, nan, nan, nan, nan, nan, 0.0, 0)
     prompt, output = int(workload.prompt_tokens), max(1, int(workload.output_tokens))
-    need = prompt + output
-    slack = block_size / 2.0  # a sequence's last block is half empty on average
-    if need + slack > kv_capacity_tokens:
-        raise ValueError(
-            f"a request needs {need} KV tokens but a replica holds {kv_capacity_tokens}"
-        )
     if workload.identical_prompts:
         cached_warm = cached_prompt_tokens(prompt, 1.0, block_size)
         cached_cold = 0
@@ -245,6 +249,153 @@ def simulate(
             prompt, workload.prefix_cache_hit, block_size
         )
         shared = 0  # each developer's prefix is their own
+    requests = Requests(
+        arrival=arrivals,
+        prompt=np.full(n, prompt),
+        cached=np.full(n, cached_warm),
+        output=np.full(n, output),
+    )
+    run = _simulate(
+        step_model,
+        requests,
+        replicas=replicas,
+        max_batched_tokens=max_batched_tokens,
+        max_seqs=max_seqs,
+        kv_capacity_tokens=kv_capacity_tokens,
+        router=router,
+        abort_after=abort_after,
+        block_size=block_size,
+        cached_cold=cached_cold,
+        shared=shared,
+    )
+    return run.summary(max(float(arrivals[-1]), workload.duration, 1e-9))
+
+
+@dataclass(frozen=True)
+class Requests:
+    """A load given request by request, as a script sends it (a typing team): arrival times
+    (sorted), prompt tokens, the part of each prompt already in the prefix cache when it
+    arrives, output tokens, and when the client gives up on it (``cancel``; absent = never:
+    the engine stops a cancelled request at its next step, as vLLM aborts and llama-server
+    releases the slot of a closed connection)."""
+
+    arrival: np.ndarray
+    prompt: np.ndarray
+    cached: np.ndarray
+    output: np.ndarray
+    cancel: np.ndarray | None = None
+    #: The request whose prompt this one continues (a developer's previous one), or -1. Then
+    #: ``cached`` is what the two prompts share, and only as much of it is found as the engine
+    #: had computed of the parent when this one is admitted (a parent cancelled mid-prefill
+    #: left part of its prompt; llama-server keeps it in the slot, vLLM in its prefix cache).
+    parent: np.ndarray | None = None
+
+
+@dataclass
+class Run:
+    """What happened to each request: first token and end (NaN if never), cancelled or not."""
+
+    requests: Requests
+    first: np.ndarray
+    end: np.ndarray
+    cancelled: np.ndarray
+    overhead: float
+    max_waiting: int
+    aborted: bool
+    mean_batch: float
+    frontend_busy: float
+    preemptions: int
+
+    @property
+    def latency(self) -> np.ndarray:
+        """Client-side latency of each request (NaN where it never finished)."""
+        return self.end - self.requests.arrival + self.overhead
+
+    @property
+    def ttft(self) -> np.ndarray:
+        return self.first - self.requests.arrival + self.overhead
+
+    def summary(self, span: float) -> SimResult:
+        done = ~np.isnan(self.end) & ~self.cancelled
+        if self.aborted or not done.any():
+            inf = float("inf")
+            lat_q = ttft_q = (inf, inf, inf)
+        else:
+            lat_q = tuple(np.percentile(self.latency[done], [50, 90, 99]))
+            ttft_q = tuple(np.percentile(self.ttft[done], [50, 90, 99]))
+        return SimResult(
+            requests=len(self.end),
+            completed=int(done.sum()),
+            latency_p50=float(lat_q[0]),
+            latency_p90=float(lat_q[1]),
+            latency_p99=float(lat_q[2]),
+            ttft_p50=float(ttft_q[0]),
+            ttft_p90=float(ttft_q[1]),
+            ttft_p99=float(ttft_q[2]),
+            mean_batch=self.mean_batch,
+            max_waiting=self.max_waiting,
+            aborted=self.aborted,
+            frontend_utilization=self.frontend_busy / span,
+            preemptions=self.preemptions,
+        )
+
+
+def simulate_requests(
+    step_model: StepModel,
+    requests: Requests,
+    *,
+    replicas: int = 1,
+    max_batched_tokens: int = 8192,
+    max_seqs: int = 1024,
+    kv_capacity_tokens: int = 10**9,
+    router: str = "least-loaded",
+    block_size: int = 16,
+) -> Run:
+    """The simulator of :func:`simulate` on an explicit, possibly cancelled, request list."""
+    return _simulate(
+        step_model,
+        requests,
+        replicas=replicas,
+        max_batched_tokens=max_batched_tokens,
+        max_seqs=max_seqs,
+        kv_capacity_tokens=kv_capacity_tokens,
+        router=router,
+        abort_after=None,
+        block_size=block_size,
+        cached_cold=None,
+        shared=0,
+    )
+
+
+def _simulate(
+    step_model: StepModel,
+    requests: Requests,
+    *,
+    replicas: int,
+    max_batched_tokens: int,
+    max_seqs: int,
+    kv_capacity_tokens: int,
+    router: str,
+    abort_after: float | None,
+    block_size: int,
+    cached_cold: int | None,
+    shared: int,
+) -> Run:
+    """``cached_cold``: what the first request a replica admits finds cached instead of its
+    own ``cached`` (a repeated body is not cached before it is first sent)."""
+    arrivals = requests.arrival
+    n = len(arrivals)
+    prompts = [int(x) for x in requests.prompt]
+    outputs = [max(1, int(x)) for x in requests.output]
+    cached_of = [int(x) for x in requests.cached]
+    parents = [int(x) for x in requests.parent] if requests.parent is not None else None
+    computed = [0] * n  # prompt tokens of each request in the KV cache so far
+    slack = block_size / 2.0  # a sequence's last block is half empty on average
+    need = max(p + o for p, o in zip(prompts, outputs, strict=True)) if n else 0
+    if need + slack > kv_capacity_tokens:
+        raise ValueError(
+            f"a request needs {need} KV tokens but a replica holds {kv_capacity_tokens}"
+        )
     first = np.full(n, np.nan)
     end = np.full(n, np.nan)
     # Per-request state as plain lists: indexed once per event, where numpy scalars are slow.
@@ -287,7 +438,7 @@ def simulate(
         req = order.pop()[0]
         if phase[req] == _DECODE:
             finish, base = dec_entry.pop(req)
-            generated[req] = output - (finish - rep.step)
+            generated[req] = outputs[req] - (finish - rep.step)
             version[req] += 1
             rep.batch -= 1
             rep.base_sum -= base
@@ -369,8 +520,12 @@ def simulate(
                 and rep.batch + len(rep.prefilling) < rep.max_seqs
             ):
                 req = rep.waiting[0]
-                cached = cached_cold if rep.admitted == 0 else cached_warm
-                target = prompt + generated[req]
+                cached = cached_of[req]
+                if cached_cold is not None and rep.admitted == 0:
+                    cached = cached_cold
+                elif parents is not None and parents[req] >= 0:
+                    cached = min(cached, computed[parents[req]])
+                target = prompts[req] + generated[req]
                 c = min(target - cached, budget)
                 # Its cached blocks are taken back from the free queue and count as used,
                 # unless they are the shared prefix that running requests already hold.
@@ -397,6 +552,8 @@ def simulate(
                 kv_read += done + c
                 item[1] = done + c
                 rep.prefill_kv += c
+                if computed[item[0]] < item[1]:
+                    computed[item[0]] = item[1]
                 if item[1] >= item[2]:
                     logits += 1
                     finishing.append(item)
@@ -434,13 +591,13 @@ def simulate(
             if np.isnan(first[req]):
                 first[req] = delivered
             produced = generated[req] + 1  # the step after a prefill samples a token
-            if produced >= output:
+            if produced >= outputs[req]:
                 end[req] = delivered
                 phase[req] = _DONE
                 rep.outstanding -= 1
             else:
                 base = target + 1 - k
-                finish = k + output - produced
+                finish = k + outputs[req] - produced
                 phase[req] = _DECODE
                 dec_entry[req] = (finish, base)
                 heapq.heappush(heap, (finish, req, base, version[req]))
@@ -453,18 +610,60 @@ def simulate(
         if rep.now < until and not (rep.batch or rep.prefilling or rep.waiting):
             rep.now = until
 
+    cancelled = np.zeros(n, dtype=bool)
+    where = [0] * n  # the replica each request went to
+
+    def cancel(req: int) -> None:
+        """The client left: the engine drops the request at its next step, whatever its
+        phase, and its slot and KV blocks go to the others."""
+        if phase[req] == _DONE:
+            if end[req] + step_model.request_overhead_s > cancel_at[req]:
+                cancelled[req] = True  # finished, but after the editor had moved on
+            return
+        rep = reps[where[req]]
+        if phase[req] == _WAITING:
+            rep.waiting.remove(req)
+        elif phase[req] == _PREFILL:
+            item = next(i for i in rep.prefilling if i[0] == req)
+            rep.prefilling.remove(item)
+            rep.prefill_kv -= item[1]
+        else:
+            _, base = dec_entry.pop(req)
+            version[req] += 1  # its heap entry is stale now
+            rep.batch -= 1
+            rep.base_sum -= base
+        phase[req] = _DONE
+        cancelled[req] = True
+        rep.outstanding -= 1
+
+    cancel_at = (
+        [float(x) for x in requests.cancel] if requests.cancel is not None else [math.inf] * n
+    )
+    if any(c <= float(a) for c, a in zip(cancel_at, arrivals, strict=True)):
+        raise ValueError("a request is cancelled before it is sent")
+    cancels = sorted((c, i) for i, c in enumerate(cancel_at) if math.isfinite(c))
+    next_cancel = 0
     rr = 0
     for i in range(n):
         t = float(arrivals[i])
+        while next_cancel < len(cancels) and cancels[next_cancel][0] <= t:
+            tc, req = cancels[next_cancel]
+            next_cancel += 1
+            for rep in reps:
+                advance(rep, tc)
+            cancel(req)
         for rep in reps:
             advance(rep, t)
-        if router == "round-robin":
+        if parents is not None and parents[i] >= 0:
+            rep = reps[where[parents[i]]]  # to the prefix's replica, as coderig routes
+        elif router == "round-robin":
             rep = reps[rr % replicas]
             rr += 1
         else:
             rep = min(reps, key=lambda r: r.outstanding)
         if not rep.has_work():
             rep.now = max(rep.now, t)
+        where[i] = reps.index(rep)
         rep.waiting.append(i)
         rep.outstanding += 1
         if len(rep.waiting) > max_waiting:
@@ -477,6 +676,10 @@ def simulate(
                 aborted = True
                 break
     if not aborted:
+        for tc, req in cancels[next_cancel:]:
+            for rep in reps:
+                advance(rep, tc)
+            cancel(req)
         horizon = None if abort_after is None else arrivals[-1] + abort_after
         for rep in reps:
             while rep.has_work():
@@ -484,32 +687,16 @@ def simulate(
                 if horizon is not None and max(rep.now, rep.frontend_free) > horizon:
                     aborted = True
                     break
-    done = ~np.isnan(end)
-    overhead = step_model.request_overhead_s
-    latency = end[done] - arrivals[done] + overhead
-    ttft = first[done] - arrivals[done] + overhead
-    if aborted or not done.any():
-        inf = float("inf")
-        lat_q = ttft_q = (inf, inf, inf)
-    else:
-        lat_q = tuple(np.percentile(latency, [50, 90, 99]))
-        ttft_q = tuple(np.percentile(ttft, [50, 90, 99]))
     busy = sum(r.busy_time for r in reps)
-    mean_batch = sum(r.batch_area for r in reps) / busy if busy > 0 else 0.0
-    span = max(float(arrivals[-1]), workload.duration, 1e-9)
-    frontend_utilization = max(r.frontend_busy for r in reps) / span
-    return SimResult(
-        requests=n,
-        completed=int(done.sum()),
-        latency_p50=float(lat_q[0]),
-        latency_p90=float(lat_q[1]),
-        latency_p99=float(lat_q[2]),
-        ttft_p50=float(ttft_q[0]),
-        ttft_p90=float(ttft_q[1]),
-        ttft_p99=float(ttft_q[2]),
-        mean_batch=mean_batch,
+    return Run(
+        requests=requests,
+        first=first,
+        end=end,
+        cancelled=cancelled,
+        overhead=step_model.request_overhead_s,
         max_waiting=max_waiting,
         aborted=aborted,
-        frontend_utilization=frontend_utilization,
+        mean_batch=sum(r.batch_area for r in reps) / busy if busy > 0 else 0.0,
+        frontend_busy=max(r.frontend_busy for r in reps),
         preemptions=sum(r.preemptions for r in reps),
     )

@@ -1,0 +1,487 @@
+"""The machine in front of you as a planning target: llama-server slots on this CPU.
+
+A GPU enters the planner from its datasheet (bandwidth, matmul TFLOP/s) and six factors fitted
+on published runs. This CPU has no datasheet worth trusting (the same "2 cores" is an AVX-512
+Xeon or an EPYC without AVX2), so ``coderig plan probe`` measures it through what it will
+plan for: ``coderig serve`` (the embedded model in llama-server, serve's defaults for threads,
+slots and batch size), with streamed requests as editors send them. Four measurements:
+
+* a one-token request: the overhead around the engine (HTTP, gateway, tokenisation);
+* a lone prompt of a few hundred tokens: the compute speed (FLOP/s achieved by prefill);
+* one sequence decoding: the memory speed (the weights are read once per step);
+* every slot decoding at once: what each further sequence in a step adds.
+
+On a CPU the gateway's and the client's work per streamed token runs on the cores llama.cpp
+computes on, so the decode steps are timed from the stream (gaps between tokens), not from
+llama-server's own ``timings``, which leave that out.
+
+Those become the same :class:`~coderig.plan.roofline.StepModel` the GPUs use, with the
+efficiencies at 1 (the speeds are already what this engine achieves here), and the same
+simulator runs it with llama-server's limits (slots = running sequences, ``--batch-size`` =
+tokens per step, decodes first and prompt chunks after, as llama-server's ``update_slots``
+builds a batch). Nothing is fitted to latencies under load: ``benchmarks/local_plan_check.py``
+compares the prediction with what ``coderig bench`` measures against ``coderig serve``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO
+
+import httpx
+
+from coderig.plan.catalog import GPU, DType, Model
+from coderig.plan.memory import Fit
+from coderig.plan.predict import Deployment, Prediction
+from coderig.plan.roofline import Factors, StepModel
+from coderig.plan.simulate import Workload, cached_prompt_tokens, simulate
+
+__all__ = [
+    "LocalProbe",
+    "default_probe_path",
+    "load_probe",
+    "local_step_model",
+    "predict_local",
+    "run_probe",
+]
+
+LOCAL = "local"
+#: Decoded tokens per probe request, and the short prompt they follow.
+DECODE_TOKENS = 48
+DECODE_PROMPT = 16
+REPEATS = 3
+#: llama.cpp's KV cache is f16 by default (``--cache-type-k/-v f16``).
+KV_BYTES_PER_ELEMENT = 2.0
+#: A prompt cache entry is reused by whole tokens, not blocks.
+LLAMA_BLOCK = 1
+
+
+@dataclass(frozen=True)
+class LocalProbe:
+    """What ``coderig plan probe`` measured, and on what."""
+
+    cpu: str
+    cores: int
+    threads: int
+    slots: int
+    batch_size: int
+    n_ctx: int  # tokens per slot
+    model_path: str
+    model_name: str
+    ftype: str
+    n_params: int
+    model_bytes: int
+    # the architecture, from the GGUF's metadata (the roofline counts FLOPs and KV bytes)
+    layers: int
+    hidden_size: int
+    attention_heads: int
+    kv_heads: int
+    head_dim: int
+    intermediate_size: int
+    vocab_size: int
+    # measured: medians of the repetitions
+    prefill_tokens: int
+    prefill_s: float
+    decode_step_s: dict[int, float] = field(default_factory=dict)  # running sequences -> s
+    decode_long_s: float = 0.0  # one sequence decoding at a long context ...
+    decode_long_context: float = 0.0  # ... of this many tokens (mean over its decode)
+    request_overhead_s: float = 0.0
+    measured_at: str = ""
+    llama_server: str = ""
+
+    def to_json(self) -> str:
+        data = asdict(self)
+        data["decode_step_s"] = {str(k): v for k, v in self.decode_step_s.items()}
+        return json.dumps(data, indent=2)
+
+    @classmethod
+    def from_json(cls, text: str) -> LocalProbe:
+        data = json.loads(text)
+        data["decode_step_s"] = {int(k): float(v) for k, v in data["decode_step_s"].items()}
+        return cls(**data)
+
+    def model(self) -> Model:
+        return Model(
+            id=LOCAL + "-model",
+            layers=self.layers,
+            hidden_size=self.hidden_size,
+            attention_heads=self.attention_heads,
+            kv_heads=self.kv_heads,
+            head_dim=self.head_dim,
+            intermediate_size=self.intermediate_size,
+            vocab_size=self.vocab_size,
+            # The file's size over its parameter count is what a step reads per parameter;
+            # a tied head is the embedding itself (SmolLM2, Qwen2.5 small sizes).
+            tie_word_embeddings=True,
+            source=self.model_path,
+        )
+
+    def decode_context(self) -> float:
+        """Mean context a probe decode step attends: its prompt plus half its output."""
+        return DECODE_PROMPT + DECODE_TOKENS / 2
+
+    def dtype(self) -> DType:
+        return DType(id=self.ftype.lower(), bytes_per_param=self.model_bytes / self.n_params)
+
+
+def default_probe_path() -> Path:
+    root = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
+    return Path(root) / "coderig" / "plan" / "local-probe.json"
+
+
+def load_probe(path: Path | None = None) -> LocalProbe:
+    path = path or default_probe_path()
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"no probe of this machine at {path}: run `coderig plan probe` first (about a minute)"
+        )
+    return LocalProbe.from_json(path.read_text())
+
+
+# --- from the measurements to a step model ----------------------------------------------------
+
+
+def local_step_model(probe: LocalProbe) -> StepModel:
+    """The roofline with this CPU's achieved speeds and no fitted factor.
+
+    Four unknowns, four measurements, so the step model gives each measurement back: compute
+    speed (FLOP/s) from the lone prompt; the weight read (bytes/s) from a lone decode step at a
+    short context; the cost of each token of context a decode step attends (the KV cache
+    read) from the same step at a long context; and what each running sequence adds from all
+    slots decoding at once. A decode step is ``max(GEMM compute, weight read) + attention +
+    per-sequence cost``; they are solved together by a few rounds of substitution (each
+    depends on the others only weakly).
+
+    The KV read is kept apart from the weight read because llama.cpp reads its f16 KV cache
+    far less efficiently than its weights (about 7 ns per cached token per step for SmolLM2 on
+    a 2-core Xeon, where the weights' bandwidth would say 1.6 ns): it is expressed as the
+    effective bytes read per token of context at the weights' bandwidth.
+    """
+    model, dtype = probe.model(), probe.dtype()
+    m = StepModel(_unit_gpu(probe), model, dtype, Factors(1.0, 1.0, 0.0, 0.0, 0.0, 0.0))
+    p, context = probe.prefill_tokens, probe.decode_context()
+    one = probe.decode_step_s[1]
+    b = max(probe.decode_step_s)
+    per_pair = 0.0  # seconds per (sequence, context token) of a decode step
+    if probe.decode_long_s > one and probe.decode_long_context > context:
+        per_pair = (probe.decode_long_s - one) / (probe.decode_long_context - context)
+    per_seq, weights_s, flops_per_s = 0.0, one, 1.0
+    bytes_per_s = m.weight_bytes / one
+    for _ in range(8):
+        prefill_flops = (
+            m.flops_per_token * p + m.flops_per_logit + m.flops_per_pair * p * (p + 1) / 2
+        )
+        flops_per_s = prefill_flops / max(probe.prefill_s - per_seq, probe.prefill_s / 2)
+        kv_bytes = max(m.kv_bytes_per_token, per_pair * bytes_per_s)
+
+        def attention(
+            seqs: int, flops_per_s: float = flops_per_s, bw: float = bytes_per_s, kv=kv_bytes
+        ) -> float:
+            return max(m.flops_per_pair * seqs * context / flops_per_s, kv * seqs * context / bw)
+
+        gemm_1 = (m.flops_per_token + m.flops_per_logit) / flops_per_s
+        if b > 1:
+            # the weight read still covers b sequences' GEMMs (the usual case on a CPU) ...
+            per_seq = (probe.decode_step_s[b] - one - attention(b) + attention(1)) / (b - 1)
+            if one - attention(1) - per_seq < b * gemm_1:  # ... or compute is the larger
+                per_seq = (probe.decode_step_s[b] - b * gemm_1 - attention(b)) / b
+            per_seq = max(0.0, per_seq)
+        weights_s = max(one - attention(1) - per_seq, gemm_1)
+        bytes_per_s = m.weight_bytes / weights_s
+    gpu = _unit_gpu(probe, tflops=flops_per_s / 1e12, bandwidth_gbps=bytes_per_s / 1e9)
+    factors = Factors(
+        bandwidth_efficiency=1.0,
+        compute_efficiency=1.0,
+        step_overhead_ms=0.0,
+        per_seq_overhead_us=per_seq * 1e6,
+        request_overhead_ms=probe.request_overhead_s * 1e3,
+        frontend_us_per_token=0.0,  # llama-server streams from the process that decodes
+    )
+    step = StepModel(gpu, model, dtype, factors, kv_bytes_per_element=KV_BYTES_PER_ELEMENT)
+    step.kv_bytes_per_token = max(step.kv_bytes_per_token, per_pair * bytes_per_s)
+    return step
+
+
+def _unit_gpu(probe: LocalProbe, tflops: float = 1.0, bandwidth_gbps: float = 1.0) -> GPU:
+    return GPU(
+        id=LOCAL,
+        name=probe.cpu,
+        memory_gib=0.0,
+        bandwidth_gbps=bandwidth_gbps,
+        bf16_tflops=tflops,
+        bf16_tflops_mamf=tflops,  # achieved, not a datasheet peak
+        source="coderig plan probe " + probe.measured_at,
+    )
+
+
+def predict_local(probe: LocalProbe, workload: Workload) -> Prediction:
+    """Simulate ``workload`` on one llama-server replica as ``coderig serve`` runs it here."""
+    step = local_step_model(probe)
+    kv_tokens = probe.n_ctx * probe.slots
+    result = simulate(
+        step,
+        workload,
+        replicas=1,
+        max_batched_tokens=probe.batch_size,
+        max_seqs=probe.slots,
+        kv_capacity_tokens=kv_tokens,
+        block_size=LLAMA_BLOCK,
+    )
+    deployment = Deployment(LOCAL, probe.model_name, probe.ftype.lower(), 1, 1)
+    fit = Fit(
+        gpu=LOCAL,
+        model=probe.model_name,
+        dtype=probe.ftype.lower(),
+        tensor_parallel=1,
+        max_model_len=probe.n_ctx,
+        weights_gib_per_gpu=probe.model_bytes / 2**30,
+        usable_gib_per_gpu=0.0,
+        kv_gib_per_gpu=kv_tokens * step.kv_bytes_per_token / 2**30,
+        kv_tokens=kv_tokens,
+        max_batch=probe.slots,
+        fits=True,
+    )
+    return Prediction(deployment, workload, result, fit)
+
+
+def local_unloaded_latency(
+    probe: LocalProbe, prompt: int, output: int, prefix_cache_hit: float = 0.0
+) -> tuple[float, float]:
+    step = local_step_model(probe)
+    cached = cached_prompt_tokens(prompt, prefix_cache_hit, LLAMA_BLOCK)
+    return step.unloaded_latency(prompt, output, probe.batch_size, cached)
+
+
+# --- the probe ----------------------------------------------------------------------------------
+
+
+def run_probe(
+    model_path: Path,
+    *,
+    threads: int,
+    slots: int,
+    batch_size: int,
+    n_ctx: int,
+    llama_server: str | None = None,
+    prefill_tokens: int = 384,
+    say: Callable[[str], None] = lambda _: None,
+) -> LocalProbe:
+    """Start ``coderig serve`` on ``model_path``, measure it, stop it (under a minute).
+
+    Through the whole serving path, as an editor meets it: on a CPU the gateway's and the
+    client's work per streamed token competes with llama.cpp's threads for the same cores, so
+    a decode step served is slower than llama-server timing itself alone.
+    """
+    from coderig.serve.tokenizer import GGUFTokenizer
+
+    tokenizer = GGUFTokenizer(model_path)
+    port = _free_port()
+    argv = [
+        sys.executable, "-m", "coderig", "serve", "--model", str(model_path),
+        "--port", str(port), "--threads-per-replica", str(threads), "--slots", str(slots),
+        "--batch-size", str(batch_size), "--max-model-len", str(n_ctx),
+        "--max-queue-wait", "off",
+    ]  # fmt: skip
+    if llama_server:
+        argv += ["--llama-server", llama_server]
+    env = {k: v for k, v in os.environ.items() if k not in ("CODERIG_API_KEYS",)}
+    log = tempfile.TemporaryFile()
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=log)
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=300) as client:
+            _wait_healthy(client, proc, log)
+            say("warming up")
+            _stream(client, _prompt(tokenizer, DECODE_PROMPT, 0), 4)
+            say("request overhead: a one-token prompt, one token out")
+            overhead = statistics.median(
+                _stream(client, _prompt(tokenizer, 1, 500 + i), 1).wall for i in range(5)
+            )
+            say(f"prefill: a lone {prefill_tokens}-token prompt, {REPEATS} times")
+            runs = [
+                _stream(client, _prompt(tokenizer, prefill_tokens, i + 1), 1)
+                for i in range(REPEATS)
+            ]
+            prefill = statistics.median(r.wall for r in runs) - overhead
+            prompt_tokens = round(statistics.median(r.prompt_tokens for r in runs))
+            decode: dict[int, float] = {}
+            for running in sorted({1, slots}):
+                say(f"decode: {running} sequence(s) at once, {DECODE_TOKENS} tokens each")
+                decode[running] = _decode_step(client, tokenizer, running, 100 * running)
+            say(f"decode: one sequence after a {prefill_tokens}-token prompt")
+            decode_long = _decode_step(client, tokenizer, 1, 1000, prompt_tokens=prefill_tokens)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    meta = tokenizer.metadata
+    arch = meta.get("general.architecture", "llama")
+    shape = _architecture(meta)
+    vocab = int(meta.get(f"{arch}.vocab_size") or len(tokenizer.encode("")) or 0)
+    model = Model(id="probe", vocab_size=vocab, tie_word_embeddings=True, **shape)
+    return LocalProbe(
+        cpu=_cpu_name(),
+        cores=os.cpu_count() or 1,
+        threads=threads,
+        slots=slots,
+        batch_size=batch_size,
+        n_ctx=n_ctx,
+        model_path=str(model_path),
+        model_name=meta.get("general.basename") or meta.get("general.name") or model_path.stem,
+        ftype=FILE_TYPES.get(int(meta.get("general.file_type", -1)), "gguf"),
+        n_params=model.params,
+        model_bytes=model_path.stat().st_size,
+        **shape,
+        vocab_size=vocab,
+        prefill_tokens=prompt_tokens,
+        prefill_s=prefill,
+        decode_step_s=decode,
+        decode_long_s=decode_long,
+        decode_long_context=prompt_tokens + DECODE_TOKENS / 2,
+        request_overhead_s=overhead,
+        measured_at=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        llama_server=llama_server or "as coderig serve finds it",
+    )
+
+
+#: llama.cpp's ``general.file_type`` numbers (``enum llama_ftype``) for the common files.
+FILE_TYPES = {
+    0: "F32", 1: "F16", 2: "Q4_0", 3: "Q4_1", 7: "Q8_0", 8: "Q5_0", 9: "Q5_1", 10: "Q2_K",
+    11: "Q3_K_S", 12: "Q3_K_M", 13: "Q3_K_L", 14: "Q4_K_S", 15: "Q4_K_M", 16: "Q5_K_S",
+    17: "Q5_K_M", 18: "Q6_K", 32: "BF16",
+}  # fmt: skip
+
+
+def _architecture(meta: dict[str, str]) -> dict[str, int]:
+    """The transformer's shape from GGUF metadata (``<arch>.block_count`` and so on)."""
+    arch = meta.get("general.architecture", "llama")
+
+    def get(key: str, default: str | None = None) -> int:
+        return int(meta.get(f"{arch}.{key}") or meta[f"{arch}.{default or key}"])
+
+    heads, hidden = get("attention.head_count"), get("embedding_length")
+    return {
+        "layers": get("block_count"),
+        "hidden_size": hidden,
+        "attention_heads": heads,
+        "kv_heads": get("attention.head_count_kv", "attention.head_count"),
+        "head_dim": int(meta.get(f"{arch}.attention.key_length") or hidden // heads),
+        "intermediate_size": get("feed_forward_length"),
+    }
+
+
+@dataclass(frozen=True)
+class _Streamed:
+    wall: float  # seconds from sending to the last byte
+    token_times: list[float]  # seconds from sending to each token
+    prompt_tokens: int
+
+
+def _stream(client: httpx.Client, prompt: str, max_tokens: int) -> _Streamed:
+    """One streamed completion through the gateway, exactly ``max_tokens`` out."""
+    body = {
+        "prompt": prompt,
+        "max_tokens": max_tokens,
+        "min_tokens": max_tokens,  # llama-server: ignore_eos
+        "temperature": 0.0,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+    started = time.perf_counter()
+    times: list[float] = []
+    prompt_tokens = 0
+    with client.stream("POST", "/v1/completions", json=body) as response:
+        response.raise_for_status()
+        for line in response.iter_lines():
+            if not line.startswith("data: ") or line == "data: [DONE]":
+                continue
+            event = json.loads(line[6:])
+            if event.get("usage"):
+                prompt_tokens = int(event["usage"].get("prompt_tokens") or 0)
+            if any(c.get("text") for c in event.get("choices") or []):
+                times.append(time.perf_counter() - started)
+    return _Streamed(time.perf_counter() - started, times, prompt_tokens)
+
+
+def _decode_step(
+    client: httpx.Client, tokenizer, running: int, base_seed: int, prompt_tokens: int = 0
+) -> float:
+    """Seconds per decode step with ``running`` sequences streaming together: the median gap
+    between tokens, over ``REPEATS`` rounds (the first gap, after the prefill, left out)."""
+    gaps: list[float] = []
+    with ThreadPoolExecutor(running) as pool:
+        for r in range(REPEATS):
+            prompts = [
+                _prompt(tokenizer, prompt_tokens or DECODE_PROMPT, base_seed + r * running + i)
+                for i in range(running)
+            ]
+            for run in pool.map(lambda p: _stream(client, p, DECODE_TOKENS), prompts):
+                times = run.token_times
+                gaps += [b - a for a, b in zip(times[1:], times[2:], strict=False)]
+    return statistics.median(gaps)
+
+
+def _prompt(tokenizer, n: int, seed: int) -> str:
+    """About ``n`` tokens of real code (the server's count is read back), one per ``seed``."""
+    return tokenizer.decode(_prompt_ids(tokenizer, n, seed))
+
+
+def _prompt_ids(tokenizer, n: int, seed: int) -> list[int]:
+    """``n`` tokens of real code, a different slice for every ``seed``."""
+    from coderig.bench.corpus import Corpus
+
+    corpus = Corpus()
+    ids: list[int] = []
+    for i in range(seed, seed + 50):
+        ids += tokenizer.encode(corpus[i % len(corpus)].text)
+        if len(ids) >= n:
+            return ids[:n]
+    raise RuntimeError("the code corpus gave too few tokens for a probe prompt")
+
+
+def _wait_healthy(
+    client: httpx.Client, proc: subprocess.Popen, log: IO[bytes], timeout: float = 300
+) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            log.seek(0)
+            tail = log.read().decode(errors="replace")[-2000:]
+            raise RuntimeError(f"coderig serve exited with code {proc.returncode}:\n{tail}")
+        try:
+            if client.get("/health", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"coderig serve was not ready after {timeout:.0f} s")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()

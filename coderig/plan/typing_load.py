@@ -1,0 +1,140 @@
+"""A typing team as the planner sees it: the very script ``coderig bench typing`` sends.
+
+``coderig bench typing`` turns a team into requests with
+:func:`coderig.traffic.typing_team.typing_team` (keystrokes, debounce, the next keystroke that
+cancels). The planner calls the same function with the same seed, so it plans for the same
+requests, and reduces each to what an engine sees:
+
+* when it is sent, and when the editor gives up on it (the developer's next keystroke);
+* its prompt in tokens, as the gateway renders it: the code before the cursor from the
+  stable window's anchor line (``coderig serve --stable-window-lines``, 0 = the raw window
+  llama-server or vLLM would get from an editor directly), then the code after it when the
+  model has fill-in-the-middle tokens;
+* which earlier request it continues (the same developer's previous one) and how many tokens
+  the two prompts share: the engine finds that much in its prompt cache, if it had computed
+  it (the simulator tracks how far the previous one got before it was cancelled).
+
+The prompt cache is assumed large enough to hold one prompt per developer (llama-server's
+``--cache-ram`` of 256 MiB holds ~11,000 SmolLM2 tokens; vLLM's prefix cache, whatever of the
+KV cache running requests leave free); requests of one developer go to one replica, as
+coderig's prefix routing sends them.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from coderig.plan.simulate import Requests, Run
+from coderig.traffic.typing_team import TypingParams, typing_team
+
+__all__ = ["TypingLoad", "TypingOutcome", "typing_load", "typing_outcome"]
+
+#: Markers a FIM template adds around prefix and suffix (prefix, suffix, middle).
+FIM_MARKER_TOKENS = 3
+
+
+@dataclass(frozen=True)
+class TypingLoad:
+    requests: Requests
+    developers: int
+    duration: float
+    #: Of all prompt tokens, the share the developer's previous prompt already had.
+    shared_share: float
+
+    @property
+    def rate(self) -> float:
+        """Requests per second the team sends (after the editor's debounce)."""
+        return len(self.requests.arrival) / self.duration if self.duration > 0 else 0.0
+
+    @property
+    def mean_prompt_tokens(self) -> float:
+        return float(np.mean(self.requests.prompt)) if len(self.requests.prompt) else 0.0
+
+
+def typing_load(
+    developers: int,
+    duration: float,
+    params: TypingParams,
+    *,
+    max_tokens: int,
+    count_tokens: Callable[[str], int],
+    seed: int = 0,
+    corpus: str | os.PathLike | None = None,
+    window_lines: int = 16,
+    fim: bool = True,
+    bos: int = 1,
+) -> TypingLoad:
+    """The team's requests as an engine sees them (``count_tokens`` in the model's tokens)."""
+    from coderig.bench.corpus import Corpus
+    from coderig.serve.editors.window import stable_start
+
+    script = typing_team(Corpus(corpus), developers, duration, params, seed)
+    ordered = sorted(script.requests, key=lambda r: r.send)
+    n = len(ordered)
+    arrival, cancel = np.zeros(n), np.full(n, np.inf)
+    prompt, cached, parent = np.zeros(n, int), np.zeros(n, int), np.full(n, -1)
+    last: dict[int, tuple[int, str]] = {}  # developer -> (index, prompt text)
+    for i, r in enumerate(ordered):
+        prefix = stable_start(r.prefix, window_lines) if window_lines else r.prefix
+        text = prefix + r.suffix if fim else prefix
+        arrival[i] = r.send
+        if r.cancel is not None:
+            cancel[i] = r.cancel
+        prompt[i] = count_tokens(text) + bos + (FIM_MARKER_TOKENS if fim else 0)
+        if r.developer in last:
+            j, before = last[r.developer]
+            common = os.path.commonprefix([text, before])
+            parent[i] = j
+            # the BOS (and the prefix marker) are shared too; a token cut by the boundary is not
+            shared = count_tokens(common) - 1 + bos + (1 if fim else 0) if common else 0
+            cached[i] = max(0, min(shared, prompt[i] - 1))
+        last[r.developer] = (i, text)
+    output = np.full(n, max_tokens)
+    total = float(prompt.sum())
+    requests = Requests(arrival, prompt, cached, output, cancel=cancel, parent=parent)
+    return TypingLoad(requests, developers, duration, float(cached.sum()) / total if total else 0.0)
+
+
+@dataclass(frozen=True)
+class TypingOutcome:
+    """What the team saw: suggestions shown (complete before the next keystroke) or not."""
+
+    requests: int
+    shown: int
+    cancelled: int
+    shown_p50: float
+    shown_p90: float
+    rate: float  # requests/s the team sent
+
+    @property
+    def shown_share(self) -> float:
+        return self.shown / self.requests if self.requests else 0.0
+
+    def to_dict(self) -> dict:
+        return {
+            "requests": self.requests,
+            "shown": self.shown,
+            "cancelled": self.cancelled,
+            "shown_share": self.shown_share,
+            "shown_p50": self.shown_p50,
+            "shown_p90": self.shown_p90,
+            "rate": self.rate,
+        }
+
+
+def typing_outcome(load: TypingLoad, run: Run) -> TypingOutcome:
+    shown = ~np.isnan(run.end) & ~run.cancelled
+    latency = run.latency[shown]
+    nan = float("nan")
+    return TypingOutcome(
+        requests=len(run.end),
+        shown=int(shown.sum()),
+        cancelled=int(run.cancelled.sum()),
+        shown_p50=float(np.percentile(latency, 50)) if len(latency) else nan,
+        shown_p90=float(np.percentile(latency, 90)) if len(latency) else nan,
+        rate=load.rate,
+    )

@@ -1,0 +1,145 @@
+"""``--hardware local``: a probe of this CPU becomes a step model that gives back what was
+measured, the simulator runs it with llama-server's limits, and the CLI says what it needs."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+from click.testing import CliRunner
+
+from coderig.cli import main
+from coderig.plan.local import (
+    LocalProbe,
+    load_probe,
+    local_step_model,
+    local_unloaded_latency,
+    predict_local,
+    run_probe,
+)
+from coderig.plan.simulate import Workload
+
+# SmolLM2-135M's shape (its GGUF metadata) with figures of the order a 2-core Xeon measures.
+PROBE = LocalProbe(
+    cpu="Test CPU",
+    cores=2,
+    threads=2,
+    slots=4,
+    batch_size=512,
+    n_ctx=4096,
+    model_path="/models/smollm2.gguf",
+    model_name="smollm2",
+    ftype="Q4_1",
+    n_params=134_515_008,
+    model_bytes=96_576_768,
+    layers=30,
+    hidden_size=576,
+    attention_heads=9,
+    kv_heads=3,
+    head_dim=64,
+    intermediate_size=1536,
+    vocab_size=49152,
+    prefill_tokens=384,
+    prefill_s=1.35,
+    decode_step_s={1: 0.012, 4: 0.024},
+    decode_long_s=0.014,
+    decode_long_context=408,
+    request_overhead_s=0.002,
+    measured_at="2026-12-05 04:25 UTC",
+)
+
+
+def test_the_step_model_gives_back_each_measurement_of_the_probe():
+    step = local_step_model(PROBE)
+    context = PROBE.decode_context()
+    # the lone prompt, in one batch (384 < 512 tokens per step)
+    assert step.prefill_time(PROBE.prefill_tokens, PROBE.batch_size) == pytest.approx(1.35)
+    # one sequence decoding, at a short and at a long context, then every slot at once
+    assert step.decode_time(round(context)) == pytest.approx(0.012, rel=0.01)
+    assert step.decode_time(408) == pytest.approx(0.014, rel=0.01)
+    b = 4
+    all_slots = step.step_time(b, b, b * context, b * context, b)
+    assert all_slots == pytest.approx(0.024, rel=0.01)
+    assert step.request_overhead_s == pytest.approx(0.002)
+    assert step.frontend_s_per_token == 0.0  # llama-server has no separate API process
+
+
+def test_a_lone_request_is_its_prefill_then_its_decodes():
+    ttft, latency = local_unloaded_latency(PROBE, prompt=256, output=32)
+    step = local_step_model(PROBE)
+    assert ttft == pytest.approx(step.prefill_time(256, 512) + 0.002)
+    decodes = sum(step.decode_time(256 + i) for i in range(1, 32))
+    assert latency == pytest.approx(ttft + decodes)
+    # a prefix served from the prompt cache is not prefilled again
+    cached_ttft, _ = local_unloaded_latency(PROBE, prompt=256, output=32, prefix_cache_hit=0.9)
+    assert cached_ttft < ttft / 3
+
+
+def test_more_than_the_slots_wait_and_latency_grows_with_the_rate():
+    def p50(rate: float) -> float:
+        workload = Workload(rate=rate, duration=60, prompt_tokens=256, output_tokens=32)
+        return predict_local(PROBE, workload).result.latency_p50
+
+    alone = local_unloaded_latency(PROBE, 256, 32)[1]
+    assert p50(0.1) == pytest.approx(alone, rel=1e-6)  # requests never overlap
+    assert p50(0.9) > alone and p50(1.5) > 3 * p50(0.9)  # past the prefill-bound capacity
+    burst = Workload(rate=50, duration=0.2, prompt_tokens=16, output_tokens=64)
+    result = predict_local(PROBE, burst).result
+    assert result.max_waiting >= 10 - PROBE.slots  # only 4 run at once
+
+
+def test_a_probe_round_trips_through_its_file(tmp_path):
+    path = tmp_path / "probe.json"
+    path.write_text(PROBE.to_json())
+    assert load_probe(path) == PROBE
+    with pytest.raises(FileNotFoundError, match="coderig plan probe"):
+        load_probe(tmp_path / "missing.json")
+
+
+def test_predict_local_needs_a_probe_and_takes_no_gpu_options(tmp_path):
+    runner = CliRunner()
+    missing = runner.invoke(
+        main,
+        ["plan", "predict", "--hardware", "local", "--rate", "1", "--probe", str(tmp_path / "x")],
+    )
+    assert missing.exit_code != 0 and "coderig plan probe" in missing.output
+    path = tmp_path / "probe.json"
+    path.write_text(PROBE.to_json())
+    common = ["plan", "predict", "--hardware", "local", "--probe", str(path), "--rate", "0.5"]
+    wrong = runner.invoke(main, [*common, "--model", "qwen2.5-coder-7b"])
+    assert wrong.exit_code == 2 and "model it probed" in wrong.output
+    shown = runner.invoke(main, [*common, "--prompt-tokens", "256", "--output-tokens", "32"])
+    assert shown.exit_code == 0, shown.output
+    assert "Test CPU" in shown.output and "GFLOP/s" in shown.output and "latency" in shown.output
+    as_json = runner.invoke(main, [*common, "--json"])
+    data = json.loads(as_json.output)
+    assert data["gpu"] == "local" and data["probe"]["cpu"] == "Test CPU"
+    assert data["requests"] > 0 and math.isfinite(data["latency_p50"])
+
+
+@pytest.mark.e2e
+def test_the_probe_measures_coderig_serve_on_the_embedded_model():
+    from coderig.models import embedded_model_path
+    from tests.support.engine import llama_server_binary
+
+    seen: list[str] = []
+    probe = run_probe(
+        embedded_model_path(),
+        threads=2,
+        slots=2,
+        batch_size=512,
+        n_ctx=1024,
+        llama_server=str(llama_server_binary()),
+        prefill_tokens=64,
+        say=seen.append,
+    )
+    assert (probe.layers, probe.hidden_size, probe.attention_heads) == (30, 576, 9)
+    assert probe.n_params > 100e6 and probe.model_bytes > 50e6 and probe.ftype == "Q4_1"
+    assert 60 <= probe.prefill_tokens <= 70  # the server's count of the prompt it was sent
+    assert set(probe.decode_step_s) == {1, 2} and probe.decode_long_s > 0
+    assert probe.decode_long_context > probe.prefill_tokens
+    assert probe.prefill_s > 0 and all(s > 0 for s in probe.decode_step_s.values())
+    assert any("prefill" in line for line in seen)
+    step = local_step_model(probe)
+    assert step.gemm_flops_per_s > 0 and step.bytes_per_s > 0
