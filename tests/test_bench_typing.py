@@ -20,11 +20,13 @@ from urllib.parse import urlencode
 
 import httpx
 import pytest
+from click.testing import CliRunner
 
 from coderig.bench.attack import run_on_loop
 from coderig.bench.corpus import Corpus
 from coderig.bench.typing import TypingConfig, plan_typing, typing_run
 from coderig.bench.typing_report import summarize_typing
+from coderig.cli import main
 from coderig.traffic.typing_team import TypingParams
 
 try:  # the repository's tests/ is a package on main, a plain directory in a worktree
@@ -184,20 +186,18 @@ def test_cli_prints_the_summary_writes_results_and_report_and_plots_read_them(se
     assert {"developer", "file", "cursor", "sent", "first_token", "end", "outcome",
             "completion_tokens", "cached_tokens", "accepted"} <= set(first)  # fmt: skip
 
-    text = subprocess.run(
-        [*cli, "report", str(out)], capture_output=True, text=True, check=True
-    ).stdout
+    # Reading the file back: the same commands, in process (the attack above was a real one).
+    def coderig(*args: str) -> str:
+        result = CliRunner().invoke(main, ["bench", *args])
+        assert result.exit_code == 0, result.output
+        return result.stdout
+
+    text = coderig("report", str(out))
     assert "Outcomes" in text and summary["headline"] in text
-    as_json = subprocess.run(
-        [*cli, "report", "--type", "json", str(out)], capture_output=True, text=True, check=True
-    ).stdout
-    assert json.loads(as_json) == summary
+    assert json.loads(coderig("report", "--type", "json", str(out))) == summary
     for name in ("typing-shown-cdf.png", "typing-outcomes.png", "typing.html"):
         assert (tmp_path / "plots" / name).stat().st_size > 1000
-    subprocess.run(
-        [*cli, "plot", str(out), str(out), "--out-dir", str(tmp_path / "again")],
-        capture_output=True, text=True, check=True,
-    )  # fmt: skip
+    coderig("plot", str(out), str(out), "--out-dir", str(tmp_path / "again"))
     assert "suggestions requested" in (tmp_path / "again" / "typing.html").read_text()
 
 
