@@ -142,15 +142,9 @@ def main() -> None:
 def check_typing(probe, teams: list[int], args) -> None:
     from coderig.bench.typing import TypingConfig, run_typing
     from coderig.bench.typing_report import summarize_typing
-    from coderig.plan.local import LLAMA_BLOCK
-    from coderig.plan.simulate import simulate_requests
-    from coderig.plan.typing_load import typing_load, typing_outcome
-    from coderig.serve.fim import choose_template
-    from coderig.serve.tokenizer import GGUFTokenizer
+    from coderig.plan.typing_load import local_engine, predict_typing
 
-    tokenizer = GGUFTokenizer(embedded_model_path())
-    fim = choose_template(model_name="", is_special_token=tokenizer.is_special_token)
-    step = local_step_model(probe)
+    engine = local_engine(probe)
     print(
         f"\ntyping: bench typing --api infill, {args.typing_duration:g} s per team, "
         f"{args.typing_max_tokens} tokens asked per suggestion"
@@ -181,16 +175,10 @@ def check_typing(probe, teams: list[int], args) -> None:
         shown = [r for r in results if r["outcome"] == "shown"]
         tokens = [r["completion_tokens"] for r in results if r.get("completion_tokens")]
         out = round(statistics.mean(tokens)) if tokens else args.typing_max_tokens
-        load = typing_load(
-            developers, args.typing_duration, config.typing_params(), max_tokens=out,
-            count_tokens=lambda text: len(tokenizer.encode(text)), seed=config.seed,
-            window_lines=16, fim=fim is not None, bos=int(tokenizer.add_bos),
+        _, p = predict_typing(
+            engine, developers, args.typing_duration, config.typing_params(),
+            max_tokens=out, seed=config.seed, window_lines=16,
         )  # fmt: skip
-        run = simulate_requests(
-            step, load.requests, max_batched_tokens=probe.batch_size, max_seqs=probe.slots,
-            kv_capacity_tokens=probe.n_ctx * probe.slots, block_size=LLAMA_BLOCK,
-        )  # fmt: skip
-        p = typing_outcome(load, run)
         measured_p50 = statistics.median(r["end"] - r["sent"] for r in shown) if shown else 0.0
         error = p.shown_p50 / measured_p50 - 1 if measured_p50 else float("nan")
         print(

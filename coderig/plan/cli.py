@@ -29,6 +29,7 @@ from coderig.plan.render import (
     print_fits,
     print_plan,
     print_prediction,
+    print_typing_prediction,
 )
 from coderig.plan.report import PlanReport, error_summary
 from coderig.plan.simulate import Workload
@@ -489,45 +490,28 @@ def _predict_typing(
     params_file, window_lines, catalog_files, calibrate_files, probe_file, as_json,
 ) -> None:  # fmt: skip
     """A typing team on one configuration: share of suggestions shown, their latency."""
-    from coderig.bench.workload import DEFAULT_CHARS_PER_TOKEN
-    from coderig.plan.simulate import simulate_requests
-    from coderig.plan.typing_load import typing_load, typing_outcome
+    from coderig.plan.typing_load import catalog_engine, local_engine, predict_typing
     from coderig.traffic.typing_team import TypingParams
 
-    params = TypingParams.load(params_file)
     if gpu.lower() == "local":
-        from coderig.plan.local import LLAMA_BLOCK, load_probe, local_step_model
-        from coderig.serve.fim import choose_template
-        from coderig.serve.tokenizer import GGUFTokenizer
+        from coderig.plan.local import load_probe
 
         if model is not None or replicas != 1:
             raise click.UsageError("--hardware local plans one replica of the probed model")
         try:
-            probe = load_probe(probe_file)
+            engine = local_engine(load_probe(probe_file))
         except FileNotFoundError as exc:
             raise click.ClickException(str(exc)) from None
-        tokenizer = GGUFTokenizer(Path(probe.model_path))
-        count, bos = (lambda text: len(tokenizer.encode(text))), int(tokenizer.add_bos)
-        fim = choose_template(model_name="", is_special_token=tokenizer.is_special_token)
-        step = local_step_model(probe)
-        limits = dict(
-            max_batched_tokens=probe.batch_size,
-            max_seqs=probe.slots,
-            kv_capacity_tokens=probe.n_ctx * probe.slots,
-            block_size=LLAMA_BLOCK,
-        )
-        where = f"local ({probe.cpu}, {probe.slots} slots)"
-        use_fim = fim is not None
     else:
         catalog = _load(catalog_files)
         model = model or DEFAULT_MODEL
         try:
             gpu_spec, model_spec = catalog.gpu(gpu), catalog.model(model)
-            catalog.dtype(dtype)
+            dtype_spec = catalog.dtype(dtype)
         except KeyError as exc:
             raise click.BadParameter(exc.args[0]) from None
         if tensor_parallel is None:
-            smallest = smallest_tp(gpu_spec, model_spec, catalog.dtype(dtype), catalog)
+            smallest = smallest_tp(gpu_spec, model_spec, dtype_spec, catalog)
             if smallest is None:
                 raise click.ClickException(f"{model_spec.id} ({dtype}) does not fit on 8x {gpu}")
             tensor_parallel = smallest.tensor_parallel
@@ -535,28 +519,14 @@ def _predict_typing(
             catalog, calibrate_files, {"gpu": gpu_spec.id, "model": model_spec.id}, with_loo=False
         ).factors
         deployment = Deployment(gpu_spec.id, model_spec.id, dtype, tensor_parallel, replicas)
-        from coderig.plan.predict import step_model_for
-
         try:
-            step, memory, budget, max_seqs = step_model_for(catalog, factors, deployment)
+            engine = catalog_engine(catalog, factors, deployment)
         except ValueError as exc:
             raise click.ClickException(str(exc)) from None
-        count = lambda text: math.ceil(len(text) / DEFAULT_CHARS_PER_TOKEN)  # noqa: E731
-        bos, use_fim = 0, True  # Qwen2.5-Coder-class models have FIM tokens and no BOS
-        limits = dict(
-            max_batched_tokens=budget,
-            max_seqs=max_seqs,
-            kv_capacity_tokens=memory.kv_tokens,
-            block_size=catalog.block_size,
-        )
-        where = f"{replicas}x {gpu_spec.id} ({dtype}, TP={tensor_parallel}) serving {model_spec.id}"
-    load = typing_load(
-        developers, duration, params, max_tokens=output_tokens, count_tokens=count, seed=seed,
-        window_lines=window_lines, fim=use_fim, bos=bos,
+    load, outcome = predict_typing(
+        engine, developers, duration, TypingParams.load(params_file),
+        max_tokens=output_tokens, seed=seed, window_lines=window_lines,
     )  # fmt: skip
-    replicas_n = 1 if gpu.lower() == "local" else replicas
-    run = simulate_requests(step, load.requests, replicas=replicas_n, **limits)
-    outcome = typing_outcome(load, run)
     if as_json:
         data = {
             "hardware": gpu,
@@ -568,18 +538,7 @@ def _predict_typing(
         }
         click.echo(json.dumps(data, indent=2, default=_json_default))
         return
-    console = make_console()
-    console.print(
-        f"{where}: {developers} developers typing for {duration:g} s "
-        f"({outcome.rate:.2f} requests/s after the debounce, {load.mean_prompt_tokens:.0f}-token "
-        f"prompts, {load.shared_share:.0%} of them shared with the developer's previous one), "
-        f"{output_tokens} tokens per suggestion"
-    )
-    console.print(
-        f"shown {outcome.shown} of {outcome.requests} ({outcome.shown_share:.1%}), "
-        f"cancelled {outcome.cancelled}; shown latency p50 {outcome.shown_p50:.3f} s, "
-        f"p90 {outcome.shown_p90:.3f} s"
-    )
+    print_typing_prediction(make_console(), engine.describe, load, outcome, output_tokens)
 
 
 @plan.command("probe")

@@ -18,6 +18,7 @@ from coderig.plan.catalog import Catalog, DType, Model
 from coderig.plan.memory import TP_DEGREES, Fit
 from coderig.plan.predict import Prediction
 from coderig.plan.report import PlanReport, error_summary
+from coderig.plan.typing_load import TypingLoad, TypingOutcome
 
 __all__ = [
     "error_table",
@@ -189,6 +190,23 @@ def print_prediction(console: Console, prediction: Prediction) -> None:
         f"{r.max_waiting}, "
         + (f"{r.preemptions} preempted for KV space, " if r.preemptions else "")
         + f"API-server load {r.frontend_utilization:.0%}"
+    )
+
+
+def print_typing_prediction(
+    console: Console, where: str, load: TypingLoad, outcome: TypingOutcome, output_tokens: int
+) -> None:
+    """``coderig plan predict --workload typing``: the team's load, then what it saw."""
+    console.print(
+        f"{where}: {load.developers} developers typing for {load.duration:g} s "
+        f"({outcome.rate:.2f} requests/s after the debounce, {load.mean_prompt_tokens:.0f}-token "
+        f"prompts, {load.shared_share:.0%} of them shared with the developer's previous one), "
+        f"{output_tokens} tokens per suggestion"
+    )
+    console.print(
+        f"shown {outcome.shown} of {outcome.requests} ({outcome.shown_share:.1%}), "
+        f"cancelled {outcome.cancelled}; shown latency p50 {outcome.shown_p50:.3f} s, "
+        f"p90 {outcome.shown_p90:.3f} s"
     )
 
 

@@ -28,10 +28,20 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from coderig.plan.simulate import Requests, Run
+from coderig.plan.roofline import Factors, StepModel
+from coderig.plan.simulate import Requests, Run, simulate_requests
 from coderig.traffic.typing_team import TypingParams, typing_team
 
-__all__ = ["TypingLoad", "TypingOutcome", "typing_load", "typing_outcome"]
+__all__ = [
+    "Engine",
+    "TypingLoad",
+    "TypingOutcome",
+    "catalog_engine",
+    "local_engine",
+    "predict_typing",
+    "typing_load",
+    "typing_outcome",
+]
 
 #: Markers a FIM template adds around prefix and suffix (prefix, suffix, middle).
 FIM_MARKER_TOKENS = 3
@@ -138,3 +148,98 @@ def typing_outcome(load: TypingLoad, run: Run) -> TypingOutcome:
         shown_p90=float(np.percentile(latency, 90)) if len(latency) else nan,
         rate=load.rate,
     )
+
+
+@dataclass(frozen=True)
+class Engine:
+    """What the typing simulation needs of a deployment: its step model, its limits, how its
+    model counts tokens, and how the gateway renders an editor prompt for it."""
+
+    describe: str
+    step: StepModel
+    replicas: int
+    limits: dict
+    count_tokens: Callable[[str], int]
+    bos: int
+    fim: bool
+
+
+def local_engine(probe) -> Engine:
+    """This machine as ``coderig plan probe`` measured it: its model's own tokenizer and FIM
+    tokens (none for the embedded SmolLM2: the gateway then sends the prefix alone)."""
+    from pathlib import Path
+
+    from coderig.plan.local import LLAMA_BLOCK, local_step_model
+    from coderig.serve.fim import choose_template
+    from coderig.serve.tokenizer import GGUFTokenizer
+
+    tokenizer = GGUFTokenizer(Path(probe.model_path))
+    fim = choose_template(model_name="", is_special_token=tokenizer.is_special_token)
+    return Engine(
+        describe=f"local ({probe.cpu}, {probe.slots} slots)",
+        step=local_step_model(probe),
+        replicas=1,
+        limits=dict(
+            max_batched_tokens=probe.batch_size,
+            max_seqs=probe.slots,
+            kv_capacity_tokens=probe.n_ctx * probe.slots,
+            block_size=LLAMA_BLOCK,
+        ),
+        count_tokens=lambda text: len(tokenizer.encode(text)),
+        bos=int(tokenizer.add_bos),
+        fim=fim is not None,
+    )
+
+
+def catalog_engine(catalog, factors: Factors, deployment) -> Engine:
+    """A catalog GPU and model under vLLM. Tokens are estimated from characters (no model
+    file here); Qwen2.5-Coder-class models have FIM tokens and add no BOS."""
+    import math
+
+    from coderig.bench.workload import DEFAULT_CHARS_PER_TOKEN
+    from coderig.plan.predict import step_model_for
+
+    step, memory, budget, max_seqs = step_model_for(catalog, factors, deployment)
+    d = deployment
+    return Engine(
+        describe=f"{d.replicas}x {d.gpu} ({d.dtype}, TP={d.tensor_parallel}) serving {d.model}",
+        step=step,
+        replicas=d.replicas,
+        limits=dict(
+            max_batched_tokens=budget,
+            max_seqs=max_seqs,
+            kv_capacity_tokens=memory.kv_tokens,
+            block_size=catalog.block_size,
+        ),
+        count_tokens=lambda text: math.ceil(len(text) / DEFAULT_CHARS_PER_TOKEN),
+        bos=0,
+        fim=True,
+    )
+
+
+def predict_typing(
+    engine: Engine,
+    developers: int,
+    duration: float,
+    params: TypingParams,
+    *,
+    max_tokens: int,
+    seed: int = 0,
+    window_lines: int = 16,
+    corpus: str | os.PathLike | None = None,
+) -> tuple[TypingLoad, TypingOutcome]:
+    """The team's script on ``engine``: what was sent, and what was shown."""
+    load = typing_load(
+        developers,
+        duration,
+        params,
+        max_tokens=max_tokens,
+        count_tokens=engine.count_tokens,
+        seed=seed,
+        corpus=corpus,
+        window_lines=window_lines,
+        fim=engine.fim,
+        bos=engine.bos,
+    )
+    run = simulate_requests(engine.step, load.requests, replicas=engine.replicas, **engine.limits)
+    return load, typing_outcome(load, run)
