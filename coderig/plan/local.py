@@ -146,7 +146,7 @@ def load_probe(path: Path | None = None) -> LocalProbe:
     path = path or default_probe_path()
     if not path.is_file():
         raise FileNotFoundError(
-            f"no probe of this machine at {path}: run `coderig plan probe` first (about a minute)"
+            f"no probe of this machine at {path}: run `coderig plan probe` first (under a minute)"
         )
     return LocalProbe.from_json(path.read_text())
 
