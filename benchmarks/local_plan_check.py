@@ -33,7 +33,7 @@ from coderig.bench.attack import AttackConfig, run_attack
 from coderig.bench.metrics import Metrics
 from coderig.bench.workload import WorkloadSpec
 from coderig.models import embedded_model_path
-from coderig.plan.local import local_step_model, predict_local, run_probe
+from coderig.plan.local import predict_local, probe_summary, run_probe
 from coderig.plan.simulate import Workload
 
 
@@ -62,16 +62,7 @@ def main() -> None:
         n_ctx=4096,
         say=lambda text: print(f"  probe: {text}", file=sys.stderr),
     )
-    step = local_step_model(probe)
-    steps = ", ".join(
-        f"{n} running {s * 1e3:.1f} ms" for n, s in sorted(probe.decode_step_s.items())
-    )
-    print(
-        f"probe: prefill {probe.prefill_tokens / probe.prefill_s:.0f} tokens/s "
-        f"({step.gemm_flops_per_s / 1e9:.0f} GFLOP/s), decode step {steps} "
-        f"({step.bytes_per_s / 1e9:.1f} GB/s), request overhead "
-        f"{probe.request_overhead_s * 1e3:.1f} ms"
-    )
+    print(f"probe: {probe_summary(probe)}")
     print(
         f"workload: {args.arrival} arrivals, {args.duration:g} s per rate, {args.prompt_tokens}"
         f"-token distinct code prompts, {args.max_tokens} tokens out (ignore_eos), streamed\n"

@@ -31,7 +31,6 @@ PROBE = LocalProbe(
     model_path="/models/smollm2.gguf",
     model_name="smollm2",
     ftype="Q4_1",
-    n_params=134_515_008,
     model_bytes=96_576_768,
     layers=30,
     hidden_size=576,
@@ -95,6 +94,9 @@ def test_a_probe_round_trips_through_its_file(tmp_path):
     assert load_probe(path) == PROBE
     with pytest.raises(FileNotFoundError, match="coderig plan probe"):
         load_probe(tmp_path / "missing.json")
+    (tmp_path / "old.json").write_text('{"cpu": "x"}')
+    with pytest.raises(ValueError, match="run `coderig plan probe` again"):
+        load_probe(tmp_path / "old.json")
 
 
 def test_predict_local_needs_a_probe_and_takes_no_gpu_options(tmp_path):

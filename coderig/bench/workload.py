@@ -190,6 +190,15 @@ class GgufTokenizer:
         with suppress_stdout_stderr(disable=False):
             self._model = llama_cpp.Llama(model_path=path, vocab_only=True, verbose=False)
 
+    @property
+    def vocab_size(self) -> int:
+        return self._model.n_vocab()
+
+    @property
+    def metadata(self) -> dict[str, str]:
+        """The GGUF's scalar metadata (``general.*``, ``<arch>.block_count``...)."""
+        return dict(self._model.metadata)
+
     def tokens(self, text: str) -> list[int]:
         return self._model.tokenize(text.encode(), add_bos=False, special=False)
 

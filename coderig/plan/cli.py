@@ -32,6 +32,7 @@ from coderig.plan.render import (
     print_typing_prediction,
 )
 from coderig.plan.report import PlanReport, error_summary
+from coderig.plan.roofline import Factors
 from coderig.plan.simulate import Workload
 from coderig.plan.traffic import traffic_for
 
@@ -426,8 +427,28 @@ def predict_cmd(
     if gpu.lower() == "local":
         _predict_local(model, tensor_parallel, replicas, probe_file, workload, as_json)
         return
-    model = model or DEFAULT_MODEL
+    catalog, factors, deployment = _catalog_deployment(
+        catalog_files, calibrate_files, gpu, model, dtype, tensor_parallel, replicas
+    )
+    try:
+        prediction = predict(catalog, factors, deployment, workload, router=router)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    data = prediction.to_dict()
+    data["factors"] = factors.to_dict()
+    if as_json:
+        click.echo(json.dumps(data, indent=2, default=_json_default))
+        return
+    print_prediction(make_console(), prediction)
+
+
+def _catalog_deployment(
+    catalog_files, calibrate_files, gpu, model, dtype, tensor_parallel, replicas
+) -> tuple[Catalog, Factors, Deployment]:
+    """The catalog, its calibrated factors, and the deployment the options name (the smallest
+    tensor parallelism that fits unless one is given); click errors for what cannot be."""
     catalog = _load(catalog_files)
+    model = model or DEFAULT_MODEL
     try:
         gpu_spec = catalog.gpu(gpu)
         model_spec = catalog.model(model)
@@ -443,20 +464,12 @@ def predict_cmd(
         catalog, calibrate_files, {"gpu": gpu_spec.id, "model": model_spec.id}, with_loo=False
     ).factors
     deployment = Deployment(gpu_spec.id, model_spec.id, dtype_spec.id, tensor_parallel, replicas)
-    try:
-        prediction = predict(catalog, factors, deployment, workload, router=router)
-    except ValueError as exc:
-        raise click.ClickException(str(exc)) from None
-    data = prediction.to_dict()
-    data["factors"] = factors.to_dict()
-    if as_json:
-        click.echo(json.dumps(data, indent=2, default=_json_default))
-        return
-    print_prediction(make_console(), prediction)
+    return catalog, factors, deployment
 
 
-def _predict_local(model, tensor_parallel, replicas, probe_file, workload, as_json) -> None:
-    from coderig.plan.local import load_probe, local_step_model, predict_local
+def _local_probe(model, tensor_parallel, replicas, probe_file):
+    """The probe ``--hardware local`` plans with; a usage error for options it cannot take."""
+    from coderig.plan.local import load_probe
 
     if model is not None or (tensor_parallel or 1) != 1 or replicas != 1:
         raise click.UsageError(
@@ -465,23 +478,27 @@ def _predict_local(model, tensor_parallel, replicas, probe_file, workload, as_js
             "with `coderig plan probe --model-path FILE`)"
         )
     try:
-        probe = load_probe(probe_file)
-        prediction = predict_local(probe, workload)
+        return load_probe(probe_file)
     except (FileNotFoundError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
-    step = local_step_model(probe)
+
+
+def _predict_local(model, tensor_parallel, replicas, probe_file, workload, as_json) -> None:
+    from coderig.plan.local import local_step_model, predict_local, probe_summary
+
+    probe = _local_probe(model, tensor_parallel, replicas, probe_file)
+    try:
+        prediction = predict_local(probe, workload)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
     if as_json:
         data = prediction.to_dict()
-        data["factors"] = step.factors.to_dict()
+        data["factors"] = local_step_model(probe).factors.to_dict()
         data["probe"] = json.loads(probe.to_json())
         click.echo(json.dumps(data, indent=2, default=_json_default))
         return
     console = make_console()
-    console.print(
-        f"local: {probe.cpu}, {probe.threads} threads, {probe.slots} slots "
-        f"(probed {probe.measured_at}): {step.gemm_flops_per_s / 1e9:.0f} GFLOP/s achieved "
-        f"by prefill, {step.bytes_per_s / 1e9:.1f} GB/s by decode"
-    )
+    console.print(f"local: {probe_summary(probe)}")
     print_prediction(console, prediction)
 
 
@@ -494,31 +511,11 @@ def _predict_typing(
     from coderig.traffic.typing_team import TypingParams
 
     if gpu.lower() == "local":
-        from coderig.plan.local import load_probe
-
-        if model is not None or replicas != 1:
-            raise click.UsageError("--hardware local plans one replica of the probed model")
-        try:
-            engine = local_engine(load_probe(probe_file))
-        except FileNotFoundError as exc:
-            raise click.ClickException(str(exc)) from None
+        engine = local_engine(_local_probe(model, tensor_parallel, replicas, probe_file))
     else:
-        catalog = _load(catalog_files)
-        model = model or DEFAULT_MODEL
-        try:
-            gpu_spec, model_spec = catalog.gpu(gpu), catalog.model(model)
-            dtype_spec = catalog.dtype(dtype)
-        except KeyError as exc:
-            raise click.BadParameter(exc.args[0]) from None
-        if tensor_parallel is None:
-            smallest = smallest_tp(gpu_spec, model_spec, dtype_spec, catalog)
-            if smallest is None:
-                raise click.ClickException(f"{model_spec.id} ({dtype}) does not fit on 8x {gpu}")
-            tensor_parallel = smallest.tensor_parallel
-        factors = _calibration(
-            catalog, calibrate_files, {"gpu": gpu_spec.id, "model": model_spec.id}, with_loo=False
-        ).factors
-        deployment = Deployment(gpu_spec.id, model_spec.id, dtype, tensor_parallel, replicas)
+        catalog, factors, deployment = _catalog_deployment(
+            catalog_files, calibrate_files, gpu, model, dtype, tensor_parallel, replicas
+        )
         try:
             engine = catalog_engine(catalog, factors, deployment)
         except ValueError as exc:
@@ -566,7 +563,7 @@ def probe_cmd(model_path, threads, slots, batch_size, max_model_len, llama_serve
     import os
 
     from coderig.models import embedded_model_path
-    from coderig.plan.local import default_probe_path, local_step_model, run_probe
+    from coderig.plan.local import default_probe_path, probe_summary, run_probe
 
     console = make_console()
     probe = run_probe(
@@ -581,15 +578,7 @@ def probe_cmd(model_path, threads, slots, batch_size, max_model_len, llama_serve
     out = out or default_probe_path()
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(probe.to_json())
-    step = local_step_model(probe)
-    decode = ", ".join(f"{n}: {s * 1e3:.1f} ms" for n, s in sorted(probe.decode_step_s.items()))
-    prefill_rate = probe.prefill_tokens / probe.prefill_s
-    console.print(
-        f"{probe.cpu}, {probe.threads} threads: prefill {prefill_rate:.0f} tokens/s "
-        f"({step.gemm_flops_per_s / 1e9:.0f} GFLOP/s), decode step by running "
-        f"sequences {decode} ({step.bytes_per_s / 1e9:.1f} GB/s of weights), request overhead "
-        f"{probe.request_overhead_s * 1e3:.1f} ms\nwritten to {out}"
-    )
+    console.print(f"{probe_summary(probe)}\nwritten to {out}")
 
 
 # ---------------------------------------------------------------------------------------------

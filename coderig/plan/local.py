@@ -28,13 +28,12 @@ from __future__ import annotations
 import json
 import os
 import platform
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -82,7 +81,6 @@ class LocalProbe:
     model_path: str
     model_name: str
     ftype: str
-    n_params: int
     model_bytes: int
     # the architecture, from the GGUF's metadata (the roofline counts FLOPs and KV bytes)
     layers: int
@@ -133,8 +131,22 @@ class LocalProbe:
         """Mean context a probe decode step attends: its prompt plus half its output."""
         return DECODE_PROMPT + DECODE_TOKENS / 2
 
+    @property
+    def n_params(self) -> int:
+        return self.model().params
+
     def dtype(self) -> DType:
         return DType(id=self.ftype.lower(), bytes_per_param=self.model_bytes / self.n_params)
+
+    def limits(self) -> dict:
+        """llama-server's limits as the simulator takes them: slots run at once, tokens per
+        forward pass, the KV cache of every slot, prompts reused by whole tokens."""
+        return dict(
+            max_batched_tokens=self.batch_size,
+            max_seqs=self.slots,
+            kv_capacity_tokens=self.n_ctx * self.slots,
+            block_size=LLAMA_BLOCK,
+        )
 
 
 def default_probe_path() -> Path:
@@ -148,7 +160,12 @@ def load_probe(path: Path | None = None) -> LocalProbe:
         raise FileNotFoundError(
             f"no probe of this machine at {path}: run `coderig plan probe` first (under a minute)"
         )
-    return LocalProbe.from_json(path.read_text())
+    try:
+        return LocalProbe.from_json(path.read_text())
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise ValueError(
+            f"{path} is not a probe this coderig can read ({exc}): run `coderig plan probe` again"
+        ) from None
 
 
 # --- from the measurements to a step model ----------------------------------------------------
@@ -230,16 +247,9 @@ def _unit_gpu(probe: LocalProbe, tflops: float = 1.0, bandwidth_gbps: float = 1.
 def predict_local(probe: LocalProbe, workload: Workload) -> Prediction:
     """Simulate ``workload`` on one llama-server replica as ``coderig serve`` runs it here."""
     step = local_step_model(probe)
-    kv_tokens = probe.n_ctx * probe.slots
-    result = simulate(
-        step,
-        workload,
-        replicas=1,
-        max_batched_tokens=probe.batch_size,
-        max_seqs=probe.slots,
-        kv_capacity_tokens=kv_tokens,
-        block_size=LLAMA_BLOCK,
-    )
+    limits = probe.limits()
+    kv_tokens = limits["kv_capacity_tokens"]
+    result = simulate(step, workload, replicas=1, **limits)
     deployment = Deployment(LOCAL, probe.model_name, probe.ftype.lower(), 1, 1)
     fit = Fit(
         gpu=LOCAL,
@@ -255,6 +265,21 @@ def predict_local(probe: LocalProbe, workload: Workload) -> Prediction:
         fits=True,
     )
     return Prediction(deployment, workload, result, fit)
+
+
+def probe_summary(probe: LocalProbe) -> str:
+    """One line of what the probe measured, and the speeds it makes of it."""
+    step = local_step_model(probe)
+    decode = ", ".join(
+        f"{n} running {s * 1e3:.1f} ms" for n, s in sorted(probe.decode_step_s.items())
+    )
+    return (
+        f"{probe.cpu}, {probe.threads} threads, {probe.slots} slots (probed {probe.measured_at}): "
+        f"prefill {probe.prefill_tokens / probe.prefill_s:.0f} tokens/s "
+        f"({step.gemm_flops_per_s / 1e9:.0f} GFLOP/s), decode step {decode} "
+        f"({step.bytes_per_s / 1e9:.1f} GB/s), request overhead "
+        f"{probe.request_overhead_s * 1e3:.1f} ms"
+    )
 
 
 def local_unloaded_latency(
@@ -285,10 +310,14 @@ def run_probe(
     client's work per streamed token competes with llama.cpp's threads for the same cores, so
     a decode step served is slower than llama-server timing itself alone.
     """
-    from coderig.serve.tokenizer import GGUFTokenizer
+    from coderig.bench.workload import GgufTokenizer
+    from coderig.serve.pool import free_port
 
-    tokenizer = GGUFTokenizer(model_path)
-    port = _free_port()
+    cutter = GgufTokenizer(str(model_path))
+    short = iter(_prompts(cutter, DECODE_PROMPT, 1 + REPEATS * (1 + slots), seed=1))
+    tiny = _prompts(cutter, 1, REPEATS + 2, seed=2)
+    long = iter(_prompts(cutter, prefill_tokens, 2 * REPEATS, seed=3))
+    port = free_port()
     argv = [
         sys.executable, "-m", "coderig", "serve", "--model", str(model_path),
         "--port", str(port), "--threads-per-replica", str(threads), "--slots", str(slots),
@@ -304,35 +333,26 @@ def run_probe(
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=300) as client:
             _wait_healthy(client, proc, log)
             say("warming up")
-            _stream(client, _prompt(tokenizer, DECODE_PROMPT, 0), 4)
+            _stream(client, next(short), 4)
             say("request overhead: a one-token prompt, one token out")
-            overhead = statistics.median(
-                _stream(client, _prompt(tokenizer, 1, 500 + i), 1).wall for i in range(5)
-            )
+            overhead = statistics.median(_stream(client, p, 1).wall for p in tiny)
             say(f"prefill: a lone {prefill_tokens}-token prompt, {REPEATS} times")
-            runs = [
-                _stream(client, _prompt(tokenizer, prefill_tokens, i + 1), 1)
-                for i in range(REPEATS)
-            ]
+            runs = [_stream(client, next(long), 1) for _ in range(REPEATS)]
             prefill = statistics.median(r.wall for r in runs) - overhead
             prompt_tokens = round(statistics.median(r.prompt_tokens for r in runs))
             decode: dict[int, float] = {}
             for running in sorted({1, slots}):
                 say(f"decode: {running} sequence(s) at once, {DECODE_TOKENS} tokens each")
-                decode[running] = _decode_step(client, tokenizer, running, 100 * running)
+                decode[running] = _decode_step(client, short, running)
             say(f"decode: one sequence after a {prefill_tokens}-token prompt")
-            decode_long = _decode_step(client, tokenizer, 1, 1000, prompt_tokens=prefill_tokens)
+            decode_long = _decode_step(client, long, 1)
     finally:
         proc.terminate()
         try:
             proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             proc.kill()
-    meta = tokenizer.metadata
-    arch = meta.get("general.architecture", "llama")
-    shape = _architecture(meta)
-    vocab = int(meta.get(f"{arch}.vocab_size") or len(tokenizer.encode("")) or 0)
-    model = Model(id="probe", vocab_size=vocab, tie_word_embeddings=True, **shape)
+    meta = cutter.metadata
     return LocalProbe(
         cpu=_cpu_name(),
         cores=os.cpu_count() or 1,
@@ -343,10 +363,9 @@ def run_probe(
         model_path=str(model_path),
         model_name=meta.get("general.basename") or meta.get("general.name") or model_path.stem,
         ftype=FILE_TYPES.get(int(meta.get("general.file_type", -1)), "gguf"),
-        n_params=model.params,
         model_bytes=model_path.stat().st_size,
-        **shape,
-        vocab_size=vocab,
+        **_architecture(meta),
+        vocab_size=cutter.vocab_size,
         prefill_tokens=prompt_tokens,
         prefill_s=prefill,
         decode_step_s=decode,
@@ -401,56 +420,44 @@ def _stream(client: httpx.Client, prompt: str, max_tokens: int) -> _Streamed:
         "stream": True,
         "stream_options": {"include_usage": True},
     }
+    from coderig.bench.streams import openai_text, sse_json
+
     started = time.perf_counter()
     times: list[float] = []
     prompt_tokens = 0
     with client.stream("POST", "/v1/completions", json=body) as response:
         response.raise_for_status()
         for line in response.iter_lines():
-            if not line.startswith("data: ") or line == "data: [DONE]":
+            event = sse_json(line.encode())
+            if event is None:
                 continue
-            event = json.loads(line[6:])
             if event.get("usage"):
                 prompt_tokens = int(event["usage"].get("prompt_tokens") or 0)
-            if any(c.get("text") for c in event.get("choices") or []):
+            if openai_text(event):
                 times.append(time.perf_counter() - started)
     return _Streamed(time.perf_counter() - started, times, prompt_tokens)
 
 
-def _decode_step(
-    client: httpx.Client, tokenizer, running: int, base_seed: int, prompt_tokens: int = 0
-) -> float:
+def _decode_step(client: httpx.Client, prompts: Iterator[str], running: int) -> float:
     """Seconds per decode step with ``running`` sequences streaming together: the median gap
     between tokens, over ``REPEATS`` rounds (the first gap, after the prefill, left out)."""
     gaps: list[float] = []
     with ThreadPoolExecutor(running) as pool:
-        for r in range(REPEATS):
-            prompts = [
-                _prompt(tokenizer, prompt_tokens or DECODE_PROMPT, base_seed + r * running + i)
-                for i in range(running)
-            ]
-            for run in pool.map(lambda p: _stream(client, p, DECODE_TOKENS), prompts):
+        for _ in range(REPEATS):
+            batch = [next(prompts) for _ in range(running)]
+            for run in pool.map(lambda p: _stream(client, p, DECODE_TOKENS), batch):
                 times = run.token_times
                 gaps += [b - a for a, b in zip(times[1:], times[2:], strict=False)]
     return statistics.median(gaps)
 
 
-def _prompt(tokenizer, n: int, seed: int) -> str:
-    """About ``n`` tokens of real code (the server's count is read back), one per ``seed``."""
-    return tokenizer.decode(_prompt_ids(tokenizer, n, seed))
+def _prompts(tokenizer, tokens: int, count: int, seed: int) -> list[str]:
+    """``count`` distinct slices of real code, ``tokens`` long in the model's own tokens: the
+    prompts ``coderig bench attack --prompt-tokens N --tokenizer GGUF`` sends."""
+    from coderig.bench.workload import DEFAULT_CHARS_PER_TOKEN, prompt_slices
 
-
-def _prompt_ids(tokenizer, n: int, seed: int) -> list[int]:
-    """``n`` tokens of real code, a different slice for every ``seed``."""
-    from coderig.bench.corpus import Corpus
-
-    corpus = Corpus()
-    ids: list[int] = []
-    for i in range(seed, seed + 50):
-        ids += tokenizer.encode(corpus[i % len(corpus)].text)
-        if len(ids) >= n:
-            return ids[:n]
-    raise RuntimeError("the code corpus gave too few tokens for a probe prompt")
+    chars = max(1, round(tokens * DEFAULT_CHARS_PER_TOKEN)) * 2
+    return [tokenizer.cut(text, tokens) for text in prompt_slices(chars, count, seed=seed)]
 
 
 def _wait_healthy(
@@ -469,12 +476,6 @@ def _wait_healthy(
             pass
         time.sleep(0.2)
     raise RuntimeError(f"coderig serve was not ready after {timeout:.0f} s")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _cpu_name() -> str:

@@ -255,7 +255,7 @@ def simulate(
         cached=np.full(n, cached_warm),
         output=np.full(n, output),
     )
-    run = _simulate(
+    run = simulate_requests(
         step_model,
         requests,
         replicas=replicas,
@@ -307,6 +307,11 @@ class Run:
     preemptions: int
 
     @property
+    def answered(self) -> np.ndarray:
+        """Requests that finished in time for their client (not cancelled first)."""
+        return ~np.isnan(self.end) & ~self.cancelled
+
+    @property
     def latency(self) -> np.ndarray:
         """Client-side latency of each request (NaN where it never finished)."""
         return self.end - self.requests.arrival + self.overhead
@@ -316,7 +321,7 @@ class Run:
         return self.first - self.requests.arrival + self.overhead
 
     def summary(self, span: float) -> SimResult:
-        done = ~np.isnan(self.end) & ~self.cancelled
+        done = self.answered
         if self.aborted or not done.any():
             inf = float("inf")
             lat_q = ttft_q = (inf, inf, inf)
@@ -349,40 +354,17 @@ def simulate_requests(
     max_seqs: int = 1024,
     kv_capacity_tokens: int = 10**9,
     router: str = "least-loaded",
+    abort_after: float | None = None,
     block_size: int = 16,
+    cached_cold: int | None = None,
+    shared: int = 0,
 ) -> Run:
-    """The simulator of :func:`simulate` on an explicit, possibly cancelled, request list."""
-    return _simulate(
-        step_model,
-        requests,
-        replicas=replicas,
-        max_batched_tokens=max_batched_tokens,
-        max_seqs=max_seqs,
-        kv_capacity_tokens=kv_capacity_tokens,
-        router=router,
-        abort_after=None,
-        block_size=block_size,
-        cached_cold=None,
-        shared=0,
-    )
+    """The simulator of :func:`simulate` on an explicit, possibly cancelled, request list.
 
-
-def _simulate(
-    step_model: StepModel,
-    requests: Requests,
-    *,
-    replicas: int,
-    max_batched_tokens: int,
-    max_seqs: int,
-    kv_capacity_tokens: int,
-    router: str,
-    abort_after: float | None,
-    block_size: int,
-    cached_cold: int | None,
-    shared: int,
-) -> Run:
-    """``cached_cold``: what the first request a replica admits finds cached instead of its
-    own ``cached`` (a repeated body is not cached before it is first sent)."""
+    ``cached_cold``: what the first request a replica admits finds cached instead of its own
+    ``cached`` (a repeated body is not cached before it is first sent); ``shared``: prompt
+    tokens every running request holds in common (one repeated body), held once.
+    """
     arrivals = requests.arrival
     n = len(arrivals)
     prompts = [int(x) for x in requests.prompt]
@@ -611,7 +593,7 @@ def _simulate(
             rep.now = until
 
     cancelled = np.zeros(n, dtype=bool)
-    where = [0] * n  # the replica each request went to
+    where: list[_Replica] = [reps[0]] * n  # the replica each request went to
 
     def cancel(req: int) -> None:
         """The client left: the engine drops the request at its next step, whatever its
@@ -620,7 +602,7 @@ def _simulate(
             if end[req] + step_model.request_overhead_s > cancel_at[req]:
                 cancelled[req] = True  # finished, but after the editor had moved on
             return
-        rep = reps[where[req]]
+        rep = where[req]
         if phase[req] == _WAITING:
             rep.waiting.remove(req)
         elif phase[req] == _PREFILL:
@@ -641,21 +623,24 @@ def _simulate(
     )
     if any(c <= float(a) for c, a in zip(cancel_at, arrivals, strict=True)):
         raise ValueError("a request is cancelled before it is sent")
-    cancels = sorted((c, i) for i, c in enumerate(cancel_at) if math.isfinite(c))
-    next_cancel = 0
-    rr = 0
-    for i in range(n):
-        t = float(arrivals[i])
-        while next_cancel < len(cancels) and cancels[next_cancel][0] <= t:
-            tc, req = cancels[next_cancel]
-            next_cancel += 1
+    cancels = deque(sorted((c, i) for i, c in enumerate(cancel_at) if math.isfinite(c)))
+
+    def cancel_until(t: float) -> None:
+        """Every keystroke up to ``t``, each at its own time."""
+        while cancels and cancels[0][0] <= t:
+            tc, req = cancels.popleft()
             for rep in reps:
                 advance(rep, tc)
             cancel(req)
+
+    rr = 0
+    for i in range(n):
+        t = float(arrivals[i])
+        cancel_until(t)
         for rep in reps:
             advance(rep, t)
         if parents is not None and parents[i] >= 0:
-            rep = reps[where[parents[i]]]  # to the prefix's replica, as coderig routes
+            rep = where[parents[i]]  # to the prefix's replica, as coderig routes
         elif router == "round-robin":
             rep = reps[rr % replicas]
             rr += 1
@@ -663,7 +648,7 @@ def _simulate(
             rep = min(reps, key=lambda r: r.outstanding)
         if not rep.has_work():
             rep.now = max(rep.now, t)
-        where[i] = reps.index(rep)
+        where[i] = rep
         rep.waiting.append(i)
         rep.outstanding += 1
         if len(rep.waiting) > max_waiting:
@@ -676,10 +661,7 @@ def _simulate(
                 aborted = True
                 break
     if not aborted:
-        for tc, req in cancels[next_cancel:]:
-            for rep in reps:
-                advance(rep, tc)
-            cancel(req)
+        cancel_until(math.inf)
         horizon = None if abort_after is None else arrivals[-1] + abort_after
         for rep in reps:
             while rep.has_work():

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
@@ -52,8 +52,12 @@ class TypingLoad:
     requests: Requests
     developers: int
     duration: float
-    #: Of all prompt tokens, the share the developer's previous prompt already had.
-    shared_share: float
+
+    @property
+    def shared_share(self) -> float:
+        """Of all prompt tokens, the share the developer's previous prompt already had."""
+        total = float(self.requests.prompt.sum())
+        return float(self.requests.cached.sum()) / total if total else 0.0
 
     @property
     def rate(self) -> float:
@@ -89,7 +93,7 @@ def typing_load(
     prompt, cached, parent = np.zeros(n, int), np.zeros(n, int), np.full(n, -1)
     last: dict[int, tuple[int, str]] = {}  # developer -> (index, prompt text)
     for i, r in enumerate(ordered):
-        prefix = stable_start(r.prefix, window_lines) if window_lines else r.prefix
+        prefix = stable_start(r.prefix, window_lines)  # 0 (or 1): the editor's own window
         text = prefix + r.suffix if fim else prefix
         arrival[i] = r.send
         if r.cancel is not None:
@@ -104,9 +108,8 @@ def typing_load(
             cached[i] = max(0, min(shared, prompt[i] - 1))
         last[r.developer] = (i, text)
     output = np.full(n, max_tokens)
-    total = float(prompt.sum())
     requests = Requests(arrival, prompt, cached, output, cancel=cancel, parent=parent)
-    return TypingLoad(requests, developers, duration, float(cached.sum()) / total if total else 0.0)
+    return TypingLoad(requests, developers, duration)
 
 
 @dataclass(frozen=True)
@@ -125,19 +128,11 @@ class TypingOutcome:
         return self.shown / self.requests if self.requests else 0.0
 
     def to_dict(self) -> dict:
-        return {
-            "requests": self.requests,
-            "shown": self.shown,
-            "cancelled": self.cancelled,
-            "shown_share": self.shown_share,
-            "shown_p50": self.shown_p50,
-            "shown_p90": self.shown_p90,
-            "rate": self.rate,
-        }
+        return {**asdict(self), "shown_share": self.shown_share}
 
 
 def typing_outcome(load: TypingLoad, run: Run) -> TypingOutcome:
-    shown = ~np.isnan(run.end) & ~run.cancelled
+    shown = run.answered
     latency = run.latency[shown]
     nan = float("nan")
     return TypingOutcome(
