@@ -92,6 +92,18 @@ def test_a_continued_prompt_finds_what_its_parent_computed():
     assert full == pytest.approx(STEP.unloaded_latency(310, 4, 64, cached=300)[0], rel=1e-6)
 
 
+def test_a_run_counts_the_prompt_tokens_computed_and_the_steps_taken():
+    # what a real engine's counters give (llama-server's prompt_tokens_total, n_decode_total),
+    # so a run can be checked against them: the parent computes 300 tokens; the child finds
+    # 300 of its 310 cached and computes 10; 64 tokens a step
+    load = requests([0.0, 5.0], [300, 310], [4, 4], cached=[0, 300], parent=[-1, 0])
+    run = simulate_requests(STEP, load, **dict(LIMITS, max_batched_tokens=64))
+    assert run.prefilled == 300 + 10
+    assert run.steps == (5 + 3) + (1 + 3)  # prompt chunks (the last one samples), then decodes
+    busy = (run.end[0] - 0.0) + (run.end[1] - 5.0)  # never idle while a request runs
+    assert run.busy == pytest.approx(busy, rel=1e-9)
+
+
 def test_a_request_cancelled_before_it_is_sent_is_refused():
     with pytest.raises(ValueError, match="before it is sent"):
         simulate_requests(STEP, requests([1.0], [10], [2], cancel=[1.0]), **LIMITS)

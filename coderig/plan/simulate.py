@@ -172,6 +172,7 @@ class _Replica:
         "kv_safe_until",
         "frontend_free",
         "frontend_busy",
+        "prefilled",
     )
 
     def __init__(self, model: StepModel, budget: int, max_seqs: int, kv_capacity: int) -> None:
@@ -197,6 +198,7 @@ class _Replica:
         self.kv_safe_until = 0  # decode-only steps before this one cannot run out of KV blocks
         self.frontend_free = 0.0  # when the API-server process has caught up
         self.frontend_busy = 0.0
+        self.prefilled = 0  # prompt tokens computed (not found cached), recomputation included
 
     def has_work(self) -> bool:
         return self.batch > 0 or bool(self.prefilling) or bool(self.waiting)
@@ -305,6 +307,11 @@ class Run:
     mean_batch: float
     frontend_busy: float
     preemptions: int
+    #: prompt tokens the engines computed (the rest of the prompts sent were found cached,
+    #: or never reached because their request was cancelled first)
+    prefilled: int = 0
+    steps: int = 0  # engine steps (forward passes), all replicas
+    busy: float = 0.0  # engine seconds spent in steps, all replicas
 
     @property
     def answered(self) -> np.ndarray:
@@ -530,6 +537,7 @@ def simulate_requests(
             for item, c in chunks:
                 done = item[1]
                 tokens += c
+                rep.prefilled += c
                 pairs += c * (done + (c + 1) / 2)
                 kv_read += done + c
                 item[1] = done + c
@@ -681,4 +689,7 @@ def simulate_requests(
         mean_batch=sum(r.batch_area for r in reps) / busy if busy > 0 else 0.0,
         frontend_busy=max(r.frontend_busy for r in reps),
         preemptions=sum(r.preemptions for r in reps),
+        prefilled=sum(r.prefilled for r in reps),
+        steps=sum(r.step for r in reps),
+        busy=busy,
     )
