@@ -53,6 +53,28 @@ PREFIX_CACHE_HELP = (
 )
 
 
+WORKLOAD_HELP = (
+    "attack: requests at a rate, as `coderig bench attack` sends them; typing: --developers "
+    "typing, the script `coderig bench typing` sends (same traffic code and seed): requests "
+    "after each pause, cancelled at the next keystroke, continuing the previous prompt."
+)
+TYPING_PARAMS_HELP = (
+    "With --workload typing: a typing-model TOML, as `coderig bench typing --params`."
+)
+TYPING_PARAMS_FILE = click.Path(exists=True, dir_okay=False)
+WINDOW_HELP = (
+    "With --workload typing: the gateway's --stable-window-lines (0: prompts as an editor "
+    "sends them to the engine directly)."
+)
+OUTPUT_TOKENS_HELP = "Tokens per answer [default: 128; 64 with --workload typing, as bench typing]."
+
+
+def _output_tokens(value: int | None, workload: str) -> int:
+    if value is not None:
+        return value
+    return 64 if workload == "typing" else 128
+
+
 def _fraction(_ctx, _param, value):
     if value is not None and not 0.0 <= value <= 1.0:
         raise click.BadParameter("must be between 0 and 1")
@@ -126,8 +148,33 @@ def _schedule(hours: str | None, days: str | None, schedule_text: str | None) ->
     show_default=True,
     help="Comma list of weight dtypes to consider.",
 )
+@click.option(
+    "--workload",
+    "workload_kind",
+    type=click.Choice(["attack", "typing"]),
+    default="attack",
+    show_default=True,
+    help=WORKLOAD_HELP + " A typing plan sizes for the share of suggestions shown, not p99.",
+)
+@click.option("--typing-params", type=TYPING_PARAMS_FILE, help=TYPING_PARAMS_HELP)
+@click.option("--stable-window-lines", type=int, default=16, show_default=True, help=WINDOW_HELP)
+@click.option(
+    "--max-lost",
+    type=float,
+    default=0.05,
+    show_default=True,
+    callback=_fraction,
+    help="With --workload typing: the share of suggestions the plan may lose, against the "
+    "best bf16 option's ceiling (the share shown when every developer has a replica).",
+)
+@click.option(
+    "--min-shown",
+    type=float,
+    callback=_fraction,
+    help="With --workload typing: the share of suggestions to show, instead of --max-lost.",
+)
 @click.option("--prompt-tokens", type=int, default=700, show_default=True)
-@click.option("--output-tokens", type=int, default=128, show_default=True)
+@click.option("--output-tokens", type=int, default=None, help=OUTPUT_TOKENS_HELP)
 @click.option(
     "--prefix-cache-hit",
     type=float,
@@ -194,6 +241,12 @@ def plan(ctx: click.Context, **opts) -> None:
     """From team size and a latency target: peak load, GPUs, replicas, monthly cost."""
     if ctx.invoked_subcommand is not None:
         return
+    if opts.pop("workload_kind") == "typing":
+        _plan_typing(**opts)
+        return
+    for name in ("typing_params", "stable_window_lines", "max_lost", "min_shown"):
+        opts.pop(name)
+    opts["output_tokens"] = _output_tokens(opts["output_tokens"], "attack")
     _plan(**opts)
 
 
@@ -277,6 +330,49 @@ def _plan(
     print_plan(make_console(), report, plot)
 
 
+def _plan_typing(
+    *, developers, rate, model, gpus, dtypes, output_tokens, duration, seed, hours, days,
+    schedule_text, hours_per_month, seat_price, max_replicas, catalog_files, calibrate_files,
+    typing_params, stable_window_lines, max_lost, min_shown, as_json, **_attack_only,
+) -> None:  # fmt: skip
+    """``coderig plan --workload typing``: size for a team typing (no plot: the price/latency
+    plot is drawn for the latency plan)."""
+    from coderig.plan.render import print_typing_plan
+    from coderig.plan.typing_load import catalog_typing_load
+    from coderig.plan.typing_plan import plan_typing
+    from coderig.traffic.typing_team import TypingParams
+
+    if not developers or rate is not None:
+        raise click.UsageError(
+            "--workload typing needs --developers (a team; --rate does not apply)"
+        )
+    catalog = _load(catalog_files)
+    try:
+        model_id = catalog.model(model).id
+    except KeyError as exc:
+        raise click.BadParameter(exc.args[0]) from None
+    output_tokens = _output_tokens(output_tokens, "typing")
+    factors = _calibration(catalog, calibrate_files, {"model": model_id}, with_loo=False).factors
+    load = catalog_typing_load(
+        developers, duration, TypingParams.load(typing_params),
+        max_tokens=output_tokens, seed=seed, window_lines=stable_window_lines,
+    )  # fmt: skip
+    try:
+        report = plan_typing(
+            catalog, factors, load, model=model_id, gpus=_csv(gpus) or list(catalog.gpus),
+            dtypes=_csv(dtypes), output_tokens=output_tokens,
+            schedule=_schedule(hours, days, schedule_text), max_lost=max_lost,
+            min_shown=min_shown, hours_per_month=hours_per_month, seat_price=seat_price,
+            max_replicas=max_replicas,
+        )  # fmt: skip
+    except KeyError as exc:
+        raise click.BadParameter(exc.args[0]) from None
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), indent=2, default=_json_default))
+        return
+    print_typing_plan(make_console(), report)
+
+
 def _write_plot(report: PlanReport, plot_dir: str) -> list[str]:
     from coderig.plan.plot import write_plot
 
@@ -325,29 +421,17 @@ def _json_default(value):
     type=click.Choice(["attack", "typing"]),
     default="attack",
     show_default=True,
-    help="attack: --rate requests/s as `coderig bench attack` sends them; typing: "
-    "--developers typing, the script `coderig bench typing` sends (same traffic code, seed).",
+    help=WORKLOAD_HELP,
 )
 @click.option("--developers", type=int, help="With --workload typing: the team's size.")
-@click.option(
-    "--typing-params",
-    type=click.Path(exists=True, dir_okay=False),
-    help="With --workload typing: a typing-model TOML, as `coderig bench typing --params`.",
-)
-@click.option(
-    "--stable-window-lines",
-    type=int,
-    default=16,
-    show_default=True,
-    help="With --workload typing: the gateway's --stable-window-lines (0: prompts as an editor "
-    "sends them to the engine directly).",
-)
+@click.option("--typing-params", type=TYPING_PARAMS_FILE, help=TYPING_PARAMS_HELP)
+@click.option("--stable-window-lines", type=int, default=16, show_default=True, help=WINDOW_HELP)
 @click.option("--duration", default="5s", show_default=True, type=DURATION)
 @click.option(
     "--arrival", type=click.Choice(["constant", "poisson"]), default="constant", show_default=True
 )
 @click.option("--prompt-tokens", type=int, default=700, show_default=True)
-@click.option("--output-tokens", type=int, default=128, show_default=True)
+@click.option("--output-tokens", type=int, default=None, help=OUTPUT_TOKENS_HELP)
 @click.option(
     "--prefix-cache-hit",
     type=float,
@@ -403,6 +487,7 @@ def predict_cmd(
     as_json,
 ):
     """Predict p50/p90/p99 latency and TTFT for one configuration under one load."""
+    output_tokens = _output_tokens(output_tokens, workload_kind)
     if workload_kind == "typing":
         if not developers:
             raise click.UsageError("--workload typing needs --developers")

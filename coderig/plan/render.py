@@ -19,6 +19,7 @@ from coderig.plan.memory import TP_DEGREES, Fit
 from coderig.plan.predict import Prediction
 from coderig.plan.report import PlanReport, error_summary
 from coderig.plan.typing_load import TypingLoad, TypingOutcome
+from coderig.plan.typing_plan import TypingPlan
 
 __all__ = [
     "error_table",
@@ -27,7 +28,10 @@ __all__ = [
     "print_fits",
     "print_plan",
     "print_prediction",
+    "print_typing_plan",
+    "print_typing_prediction",
     "recommendation_text",
+    "typing_recommendation_text",
 ]
 
 
@@ -300,3 +304,80 @@ def print_catalog(console: Console, catalog: Catalog) -> None:
         )
     console.print(models)
     console.print("catalog files: " + "; ".join(catalog.files))
+
+
+def typing_recommendation_text(plan: TypingPlan) -> str:
+    """The one-sentence answer for a typing team."""
+    best = plan.recommendation
+    developers = plan.load.developers
+    if best is None or best.outcome is None or best.cost is None:
+        return (
+            f"No catalog configuration shows {plan.target:.1%} of {developers} developers' "
+            "suggestions; lower the target (--min-shown, --max-lost), shorten suggestions "
+            "(--output-tokens), or add GPUs to the catalog."
+        )
+    monthly = plan.monthly(best) or 0.0
+    when = " always on" if plan.always_on else f" on '{plan.schedule}' with scale-to-zero"
+    tp = f", TP={best.tensor_parallel}" if best.tensor_parallel > 1 else ""
+    seats = developers * plan.seat_price
+    verdict = "cheaper" if monthly < seats else "dearer"
+    text = (
+        f"Recommendation: {best.replicas}x {best.gpu} ({best.dtype}{tp}) — "
+        f"{best.outcome.shown_share:.1%} of suggestions shown (ceiling {best.ceiling:.1%}), "
+        f"shown p50 {best.outcome.shown_p50:.2f}s, ${monthly:,.0f}/month{when}, "
+        f"${monthly / developers:,.2f}/developer; {verdict} than {developers} seats at "
+        f"${plan.seat_price:g} (${seats:,.0f}/month)"
+    )
+    if best.dtype != "bf16":
+        text += f" [{best.dtype} is quantised: check completion quality]"
+    return text + "."
+
+
+def print_typing_plan(console: Console, plan: TypingPlan) -> None:
+    """``coderig plan --workload typing``: the team's load, the target, the ranked table."""
+    load = plan.load
+    console.print(
+        f"[bold]Traffic[/bold]: {load.developers} developers typing at once for "
+        f"{load.duration:g} s, as `coderig bench typing` replays them: {load.rate:.1f} "
+        f"requests/s after the debounce, {load.mean_prompt_tokens:.0f}-token prompts "
+        f"({load.shared_share:.0%} shared with the developer's previous one), "
+        f"{plan.output_tokens} tokens per suggestion; schedule: {plan.schedule}"
+    )
+    why = (
+        f"{1 - plan.max_lost:.0%} of the best ceiling, {plan.best_ceiling:.1%}: the share shown "
+        "when each developer has a replica to themselves, on the best bf16 option deployed plainly"
+        if plan.max_lost is not None
+        else "--min-shown"
+    )
+    console.print(
+        f"  target: [bold]{plan.target:.1%} of suggestions shown[/bold] (complete before the "
+        f"next keystroke; {why})"
+    )
+    scheduled = not plan.always_on
+    table = Table(title=f"Hardware for {plan.model}, ranked by monthly cost", title_justify="left")
+    columns = ["#", "GPU", "dtype", "TP", "replicas", "shown", "ceiling", "shown p50 s"]
+    columns += ["$/month 24x7"] + (["$/month sched."] if scheduled else []) + ["$/dev", "note"]
+    for column in columns:
+        table.add_column(
+            column, justify="right" if column not in ("GPU", "dtype", "note") else "left"
+        )
+    for rank, option in enumerate(plan.options, 1):
+        cost, outcome = option.cost, option.outcome
+        ceiling = f"{option.ceiling:.1%}" if option.tensor_parallel else "-"
+        tp = str(option.tensor_parallel) if option.tensor_parallel else "-"
+        if option.feasible and cost and outcome:
+            per_dev = cost.per_developer_scheduled if scheduled else cost.per_developer
+            row = [
+                str(rank), option.gpu, option.dtype, tp, str(option.replicas),
+                f"{outcome.shown_share:.1%}", ceiling, f"{outcome.shown_p50:.2f}",
+                money(cost.monthly_always_on),
+            ]  # fmt: skip
+            row += [money(cost.monthly_scheduled)] if scheduled else []
+            row += [money(per_dev), ""]
+        else:
+            row = ["-", option.gpu, option.dtype, tp, "-", "-", ceiling, "-", "-"]
+            row += ["-"] if scheduled else []
+            row += ["-", option.reason]
+        table.add_row(*row, style=None if option.feasible else "dim")
+    console.print(table)
+    console.print(f"[bold green]{escape(typing_recommendation_text(plan))}[/bold green]")

@@ -633,26 +633,29 @@ def simulate_requests(
         raise ValueError("a request is cancelled before it is sent")
     cancels = deque(sorted((c, i) for i, c in enumerate(cancel_at) if math.isfinite(c)))
 
+    # Replicas never interact, so each is advanced only when something happens to it (a
+    # request it gets, one of its requests cancelled) or a router compares them all.
     def cancel_until(t: float) -> None:
         """Every keystroke up to ``t``, each at its own time."""
         while cancels and cancels[0][0] <= t:
             tc, req = cancels.popleft()
-            for rep in reps:
-                advance(rep, tc)
+            advance(where[req], tc)
             cancel(req)
 
     rr = 0
     for i in range(n):
         t = float(arrivals[i])
         cancel_until(t)
-        for rep in reps:
-            advance(rep, t)
         if parents is not None and parents[i] >= 0:
             rep = where[parents[i]]  # to the prefix's replica, as coderig routes
+            advance(rep, t)
         elif router == "round-robin":
             rep = reps[rr % replicas]
             rr += 1
+            advance(rep, t)
         else:
+            for rep in reps:
+                advance(rep, t)
             rep = min(reps, key=lambda r: r.outstanding)
         if not rep.has_work():
             rep.now = max(rep.now, t)

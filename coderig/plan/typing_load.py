@@ -36,7 +36,9 @@ __all__ = [
     "Engine",
     "TypingLoad",
     "TypingOutcome",
+    "catalog_count_tokens",
     "catalog_engine",
+    "catalog_typing_load",
     "local_engine",
     "predict_typing",
     "typing_load",
@@ -186,12 +188,36 @@ def local_engine(probe) -> Engine:
     )
 
 
-def catalog_engine(catalog, factors: Factors, deployment) -> Engine:
-    """A catalog GPU and model under vLLM. Tokens are estimated from characters (no model
-    file here); Qwen2.5-Coder-class models have FIM tokens and add no BOS."""
+def catalog_count_tokens(text: str) -> int:
+    """A catalog model's tokens, estimated from characters (there is no model file here)."""
     import math
 
     from coderig.bench.workload import DEFAULT_CHARS_PER_TOKEN
+
+    return math.ceil(len(text) / DEFAULT_CHARS_PER_TOKEN)
+
+
+def catalog_typing_load(
+    developers: int,
+    duration: float,
+    params: TypingParams,
+    *,
+    max_tokens: int,
+    seed: int = 0,
+    window_lines: int = 16,
+    corpus: str | os.PathLike | None = None,
+) -> TypingLoad:
+    """The team's requests as every catalog engine sees them (:func:`catalog_engine`), so one
+    load serves a whole sweep of GPUs."""
+    return typing_load(
+        developers, duration, params, max_tokens=max_tokens, count_tokens=catalog_count_tokens,
+        seed=seed, corpus=corpus, window_lines=window_lines, fim=True, bos=0,
+    )  # fmt: skip
+
+
+def catalog_engine(catalog, factors: Factors, deployment) -> Engine:
+    """A catalog GPU and model under vLLM. Qwen2.5-Coder-class models have FIM tokens and add
+    no BOS."""
     from coderig.plan.predict import step_model_for
 
     step, memory, budget, max_seqs = step_model_for(catalog, factors, deployment)
@@ -206,7 +232,7 @@ def catalog_engine(catalog, factors: Factors, deployment) -> Engine:
             kv_capacity_tokens=memory.kv_tokens,
             block_size=catalog.block_size,
         ),
-        count_tokens=lambda text: math.ceil(len(text) / DEFAULT_CHARS_PER_TOKEN),
+        count_tokens=catalog_count_tokens,
         bos=0,
         fim=True,
     )
