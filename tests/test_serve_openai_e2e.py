@@ -46,6 +46,23 @@ def test_completion_returns_text_and_the_engines_own_usage(server, client):
     )
 
 
+def test_a_repeated_prompt_reports_the_tokens_the_engine_found_cached(client):
+    # what llama-server reports (usage.prompt_tokens_details.cached_tokens), passed on as
+    # OpenAI and vLLM put it: editors and `coderig bench` read their cache hits from it
+    prompt = "class RingBuffer:\n    def __init__(self, size):\n        self.size = size\n" * 3
+    first = client.completions.create(model=MODEL, prompt=prompt, max_tokens=4, temperature=0)
+    again = client.completions.create(model=MODEL, prompt=prompt, max_tokens=4, temperature=0)
+    cached = again.usage.prompt_tokens_details.cached_tokens
+    assert 0 < cached < again.usage.prompt_tokens == first.usage.prompt_tokens
+    chunks = list(
+        client.completions.create(
+            model=MODEL, prompt=prompt, max_tokens=4, temperature=0, stream=True,
+            stream_options={"include_usage": True},
+        )
+    )  # fmt: skip
+    assert chunks[-1].usage.prompt_tokens_details.cached_tokens == cached
+
+
 def test_greedy_completion_is_deterministic(client):
     kwargs = dict(model=MODEL, prompt="import os\nimport", max_tokens=6, temperature=0)
     first = client.completions.create(**kwargs).choices[0].text

@@ -92,13 +92,20 @@ class Finished:
     finish_reason: str
     prompt_tokens: int
     completion_tokens: int
+    #: Prompt tokens the engine found in its cache, as it reported them (vLLM and llama-server
+    #: do, in ``usage.prompt_tokens_details``); None when unknown, e.g. a generation the gateway
+    #: ended before the engine's last event.
+    cached_tokens: int | None = None
 
     def usage(self) -> dict:
-        return {
+        usage = {
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens,
             "total_tokens": self.prompt_tokens + self.completion_tokens,
         }
+        if self.cached_tokens is not None:
+            usage["prompt_tokens_details"] = {"cached_tokens": self.cached_tokens}
+        return usage
 
 
 Event = Delta | Finished
@@ -371,6 +378,8 @@ class Generator:
 
         replica.record_service_time(time.monotonic() - slot_started)
         cached = ((upstream_usage or {}).get("prompt_tokens_details") or {}).get("cached_tokens")
+        if not isinstance(cached, int) or isinstance(cached, bool) or cached < 0:
+            cached = None
         if cached:
             self.metrics.prompt_cached_tokens.inc(cached)
 
@@ -385,7 +394,7 @@ class Generator:
             time.monotonic() - request.received
         )
         self._used(request, prompt_tokens + completion_tokens)
-        yield Finished(finish_reason, prompt_tokens, completion_tokens)
+        yield Finished(finish_reason, prompt_tokens, completion_tokens, cached)
 
     def _count_cancelled(self, request: GenerationRequest, pieces: int) -> None:
         self.metrics.cancelled.labels(request.route, request.cancel_reason).inc()

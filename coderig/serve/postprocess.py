@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from coderig.serve.generate import Delta, Event, Finished, GenerationRequest
 from coderig.serve.languages import Language
@@ -218,7 +218,7 @@ async def apply_editor_rules(
                     yield Delta(tail)
                 if rule:
                     _count_hit(metrics, report, rule, 0)
-                    event = Finished("stop", event.prompt_tokens, event.completion_tokens)
+                    event = replace(event, finish_reason="stop")
                 yield event
                 return
             raw.append(event.text)

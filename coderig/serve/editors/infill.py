@@ -9,8 +9,9 @@ timings, stop, stop_type, ...}`` or, with ``stream``, SSE ``data: {content, stop
 
 ``n_predict: 0`` is llama.vim's cache warm-up: the prompt (with the new ``input_extra``) is sent
 to a replica in the background with one token to generate, and the request returns at once.
-``tokens_cached`` is the gateway's estimate: the longest token prefix this prompt shares with
-one of the last prompts it sent (a llama.cpp replica keeps exactly that much in its KV cache).
+``tokens_cached`` is what the engine reported it found in its cache; where it reported nothing
+(a warm-up, or a suggestion an editor rule ended early) the gateway's estimate: the longest
+token prefix this prompt shares with one of the last prompts it sent.
 """
 
 from __future__ import annotations
@@ -255,11 +256,14 @@ class InfillEncoder(Encoder):
     def final(self, text: str, done: Finished) -> dict[str, Any]:
         elapsed_ms = (time.monotonic() - self.started) * 1000
         predicted = done.completion_tokens
-        evaluated = max(0, done.prompt_tokens - self.cached)
+        # The engine's own count when it gave one; else the gateway's estimate.
+        cached = self.cached if done.cached_tokens is None else done.cached_tokens
+        evaluated = max(0, done.prompt_tokens - cached)
         stop_type = {"stop": "eos", "length": "limit"}.get(done.finish_reason, "eos")
         if self.report.rule:
             stop_type = "limit"  # llama.cpp reports its n_indent and time-limit stops so
         timings = {
+            "cache_n": cached,
             "prompt_n": evaluated,
             "prompt_ms": 0.0,
             "prompt_per_token_ms": 0.0,
@@ -279,7 +283,7 @@ class InfillEncoder(Encoder):
             "model": self.model,
             "tokens_predicted": predicted,
             "tokens_evaluated": done.prompt_tokens,
-            "tokens_cached": self.cached,
+            "tokens_cached": cached,
             "truncated": self.truncated,
             "stop_type": stop_type,
             "stopping_word": "",
