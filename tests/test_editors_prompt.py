@@ -24,12 +24,14 @@ def tokenizer():
     return GGUFTokenizer(embedded_model_path())
 
 
-def builder(tokenizer, max_model_len=4096, context_tokens=1024, fim=None) -> EditorPromptBuilder:
+def builder(
+    tokenizer, max_model_len=4096, context_tokens=1024, fim=None, **windows
+) -> EditorPromptBuilder:
     settings = SimpleNamespace(max_model_len=max_model_len)
     prompts = PromptBuilder(tokenizer, fim, max_model_len=max_model_len, max_tokens_limit=2048)
     gateway = SimpleNamespace(settings=settings, tokenizer=tokenizer, prompts=prompts,
                               fim_template=fim)  # fmt: skip
-    return EditorPromptBuilder(gateway, context_tokens=context_tokens)
+    return EditorPromptBuilder(gateway, context_tokens=context_tokens, **windows)
 
 
 SNIPPETS = [
@@ -122,8 +124,19 @@ def test_the_code_window_starts_at_its_anchor_line_when_asked(tokenizer):
     prefix = "".join(f"value_{i} = {i * 7}\n" for i in range(40)) + "total = "
     plain = builder(tokenizer).build(prefix=prefix, suffix=None, reserve=16)
     assert plain.prefix == prefix  # off by default in the builder
-    b = builder(tokenizer)
-    b.window_lines = 16
-    anchored = b.build(prefix=prefix, suffix=None, reserve=16)
+    by_content = builder(tokenizer, window_lines=16, window_anchor="content")
+    anchored = by_content.build(prefix=prefix, suffix=None, reserve=16)
     assert anchored.prefix == stable_start(prefix, 16) != prefix
     assert anchored.rendered.text.endswith(anchored.prefix)
+    # per developer: the caller of the request being handled names the developer
+    from coderig.serve.auth import Caller, current_caller
+
+    by_developer = builder(tokenizer, window_lines=16)
+    token = current_caller.set(Caller(key=None, session="ada", address="10.0.0.7"))
+    try:
+        first = by_developer.build(prefix=prefix, suffix=None, reserve=16)
+        later = by_developer.build(prefix=prefix[len("value_0 = 0\n") :], suffix=None, reserve=16)
+    finally:
+        current_caller.reset(token)
+    assert first.prefix != prefix and prefix.endswith(first.prefix)
+    assert later.prefix == first.prefix  # the window slid by a line; its start did not

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import coderig
-from coderig.serve.editors.window import stable_start
+from coderig.serve.editors.window import StableWindows, stable_start
 
 # A real file to slide over: the gateway's own source.
 SOURCE = (Path(coderig.__file__).parent / "serve" / "generate.py").read_text().splitlines(True)
@@ -87,3 +87,49 @@ def test_a_window_growing_from_the_top_of_the_file_keeps_its_start():
     grown = ["".join(SOURCE[:n]) for n in range(40, 80)]
     anchored = [stable_start(p, 8) for p in grown]
     assert shared_starts(anchored) > 0.9
+
+
+def starts_moved(prefixes: list[str]) -> int:
+    return round((1 - shared_starts(prefixes)) * (len(prefixes) - 1))
+
+
+def test_a_developers_anchor_is_kept_while_in_reach_so_the_start_moves_less_often():
+    raw = windows(32)
+    by_content = [stable_start(p, 16) for p in raw]
+    windows_ = StableWindows(16)
+    by_developer = [windows_.start(p, "key:ada") for p in raw]
+    # a 32-line window may drop 8 lines: an anchor taken as deep as allowed lasts 9 prompts,
+    # one picked by content moves about every blank line (42 against 57 moves in this file)
+    assert starts_moved(by_developer) < 0.8 * starts_moved(by_content)
+    assert starts_moved(by_developer) <= len(raw) / 8
+    for prefix, kept in zip(raw, by_developer, strict=True):  # the same limits as by content
+        dropped = prefix[: len(prefix) - len(kept)]
+        assert prefix.endswith(kept) and (dropped == "" or dropped.endswith("\n"))
+        assert dropped.count("\n") <= 32 // 4
+        assert kept.endswith(prefix.rsplit("\n", 1)[-1])  # the cursor's line
+
+
+def test_developers_keep_their_own_anchors_whoever_types_in_between():
+    ada, bob = windows(32)[:60], windows(32)[100:160]
+    alone = StableWindows(16)
+    expected = [alone.start(p, "ada") for p in ada] + [alone.start(p, "bob") for p in bob]
+    shared = StableWindows(16)
+    interleaved = {}
+    for i, (a, b) in enumerate(zip(ada, bob, strict=True)):
+        interleaved[("ada", i)] = shared.start(a, "ada")
+        interleaved[("bob", i)] = shared.start(b, "bob")
+    got = [interleaved[("ada", i)] for i in range(60)] + [
+        interleaved[("bob", i)] for i in range(60)
+    ]
+    assert got == expected
+    # two developers behind one address (no key, no session) keep their anchors too
+    one_flow = StableWindows(16)
+    for i, (a, b) in enumerate(zip(ada, bob, strict=True)):
+        assert one_flow.start(a, "addr:10.0.0.7") == interleaved[("ada", i)]
+        assert one_flow.start(b, "addr:10.0.0.7") == interleaved[("bob", i)]
+
+
+def test_without_a_developer_the_anchor_is_picked_by_content():
+    windows_ = StableWindows(16)
+    for prefix in windows(32)[:40]:
+        assert windows_.start(prefix, None) == stable_start(prefix, 16)

@@ -62,6 +62,8 @@ TYPING_PARAMS_HELP = (
     "With --workload typing: a typing-model TOML, as `coderig bench typing --params`."
 )
 TYPING_PARAMS_FILE = click.Path(exists=True, dir_okay=False)
+ANCHOR_HELP = "With --workload typing: the gateway's --stable-window-anchor."
+ANCHOR_CHOICE = click.Choice(["developer", "content"])
 WINDOW_HELP = (
     "With --workload typing: the gateway's --stable-window-lines (0: prompts as an editor "
     "sends them to the engine directly)."
@@ -159,6 +161,13 @@ def _schedule(hours: str | None, days: str | None, schedule_text: str | None) ->
 @click.option("--typing-params", type=TYPING_PARAMS_FILE, help=TYPING_PARAMS_HELP)
 @click.option("--stable-window-lines", type=int, default=16, show_default=True, help=WINDOW_HELP)
 @click.option(
+    "--stable-window-anchor",
+    type=ANCHOR_CHOICE,
+    default="developer",
+    show_default=True,
+    help=ANCHOR_HELP,
+)
+@click.option(
     "--max-lost",
     type=float,
     default=0.05,
@@ -244,7 +253,8 @@ def plan(ctx: click.Context, **opts) -> None:
     if opts.pop("workload_kind") == "typing":
         _plan_typing(**opts)
         return
-    for name in ("typing_params", "stable_window_lines", "max_lost", "min_shown"):
+    typing_only = ("typing_params", "stable_window_lines", "stable_window_anchor")
+    for name in (*typing_only, "max_lost", "min_shown"):
         opts.pop(name)
     opts["output_tokens"] = _output_tokens(opts["output_tokens"], "attack")
     _plan(**opts)
@@ -333,7 +343,8 @@ def _plan(
 def _plan_typing(
     *, developers, rate, model, gpus, dtypes, output_tokens, duration, seed, hours, days,
     schedule_text, hours_per_month, seat_price, max_replicas, catalog_files, calibrate_files,
-    typing_params, stable_window_lines, max_lost, min_shown, as_json, **_attack_only,
+    typing_params, stable_window_lines, stable_window_anchor, max_lost, min_shown, as_json,
+    **_attack_only,
 ) -> None:  # fmt: skip
     """``coderig plan --workload typing``: size for a team typing (no plot: the price/latency
     plot is drawn for the latency plan)."""
@@ -356,6 +367,7 @@ def _plan_typing(
     load = catalog_typing_load(
         developers, duration, TypingParams.load(typing_params),
         max_tokens=output_tokens, seed=seed, window_lines=stable_window_lines,
+        window_anchor=stable_window_anchor,
     )  # fmt: skip
     try:
         report = plan_typing(
@@ -426,6 +438,13 @@ def _json_default(value):
 @click.option("--developers", type=int, help="With --workload typing: the team's size.")
 @click.option("--typing-params", type=TYPING_PARAMS_FILE, help=TYPING_PARAMS_HELP)
 @click.option("--stable-window-lines", type=int, default=16, show_default=True, help=WINDOW_HELP)
+@click.option(
+    "--stable-window-anchor",
+    type=ANCHOR_CHOICE,
+    default="developer",
+    show_default=True,
+    help=ANCHOR_HELP,
+)
 @click.option("--duration", default="5s", show_default=True, type=DURATION)
 @click.option(
     "--arrival", type=click.Choice(["constant", "poisson"]), default="constant", show_default=True
@@ -473,6 +492,7 @@ def predict_cmd(
     developers,
     typing_params,
     stable_window_lines,
+    stable_window_anchor,
     duration,
     arrival,
     prompt_tokens,
@@ -493,7 +513,8 @@ def predict_cmd(
             raise click.UsageError("--workload typing needs --developers")
         _predict_typing(
             gpu, model, dtype, tensor_parallel, replicas, developers, duration, seed,
-            output_tokens, typing_params, stable_window_lines, catalog_files, calibrate_files,
+            output_tokens, typing_params, stable_window_lines, stable_window_anchor,
+            catalog_files, calibrate_files,
             probe_file, as_json,
         )  # fmt: skip
         return
@@ -589,7 +610,7 @@ def _predict_local(model, tensor_parallel, replicas, probe_file, workload, as_js
 
 def _predict_typing(
     gpu, model, dtype, tensor_parallel, replicas, developers, duration, seed, output_tokens,
-    params_file, window_lines, catalog_files, calibrate_files, probe_file, as_json,
+    params_file, window_lines, window_anchor, catalog_files, calibrate_files, probe_file, as_json,
 ) -> None:  # fmt: skip
     """A typing team on one configuration: share of suggestions shown, their latency."""
     from coderig.plan.typing_load import catalog_engine, local_engine, predict_typing
@@ -608,6 +629,7 @@ def _predict_typing(
     load, outcome = predict_typing(
         engine, developers, duration, TypingParams.load(params_file),
         max_tokens=output_tokens, seed=seed, window_lines=window_lines,
+        window_anchor=window_anchor,
     )  # fmt: skip
     if as_json:
         data = {

@@ -7,9 +7,9 @@ requests, and reduces each to what an engine sees:
 
 * when it is sent, and when the editor gives up on it (the developer's next keystroke);
 * its prompt in tokens, as the gateway renders it: the code before the cursor from the
-  stable window's anchor line (``coderig serve --stable-window-lines``, 0 = the raw window
-  llama-server or vLLM would get from an editor directly), then the code after it when the
-  model has fill-in-the-middle tokens;
+  stable window's anchor line (``coderig serve --stable-window-lines`` and
+  ``--stable-window-anchor``, 0 lines = the raw window llama-server or vLLM would get from an
+  editor directly), then the code after it when the model has fill-in-the-middle tokens;
 * which earlier request it continues (the same developer's previous one) and how many tokens
   the two prompts share: the engine finds that much in its prompt cache, if it had computed
   it (the simulator tracks how far the previous one got before it was cancelled).
@@ -81,13 +81,16 @@ def typing_load(
     seed: int = 0,
     corpus: str | os.PathLike | None = None,
     window_lines: int = 16,
+    window_anchor: str = "developer",
     fim: bool = True,
     bos: int = 1,
 ) -> TypingLoad:
-    """The team's requests as an engine sees them (``count_tokens`` in the model's tokens)."""
+    """The team's requests as an engine sees them (``count_tokens`` in the model's tokens;
+    ``window_lines`` and ``window_anchor`` as serve's ``--stable-window-*``)."""
     from coderig.bench.corpus import Corpus
-    from coderig.serve.editors.window import stable_start
+    from coderig.serve.editors.window import StableWindows, stable_start
 
+    windows = StableWindows(window_lines) if window_anchor == "developer" else None
     script = typing_team(Corpus(corpus), developers, duration, params, seed)
     ordered = sorted(script.requests, key=lambda r: r.send)
     n = len(ordered)
@@ -95,7 +98,10 @@ def typing_load(
     prompt, cached, parent = np.zeros(n, int), np.zeros(n, int), np.full(n, -1)
     last: dict[int, tuple[int, str]] = {}  # developer -> (index, prompt text)
     for i, r in enumerate(ordered):
-        prefix = stable_start(r.prefix, window_lines)  # 0 (or 1): the editor's own window
+        if windows is None:  # 0 (or 1) lines: the editor's own window
+            prefix = stable_start(r.prefix, window_lines)
+        else:
+            prefix = windows.start(r.prefix, f"developer:{r.developer}")
         text = prefix + r.suffix if fim else prefix
         arrival[i] = r.send
         if r.cancel is not None:
@@ -205,13 +211,15 @@ def catalog_typing_load(
     max_tokens: int,
     seed: int = 0,
     window_lines: int = 16,
+    window_anchor: str = "developer",
     corpus: str | os.PathLike | None = None,
 ) -> TypingLoad:
     """The team's requests as every catalog engine sees them (:func:`catalog_engine`), so one
     load serves a whole sweep of GPUs."""
     return typing_load(
         developers, duration, params, max_tokens=max_tokens, count_tokens=catalog_count_tokens,
-        seed=seed, corpus=corpus, window_lines=window_lines, fim=True, bos=0,
+        seed=seed, corpus=corpus, window_lines=window_lines, window_anchor=window_anchor,
+        fim=True, bos=0,
     )  # fmt: skip
 
 
@@ -247,6 +255,7 @@ def predict_typing(
     max_tokens: int,
     seed: int = 0,
     window_lines: int = 16,
+    window_anchor: str = "developer",
     corpus: str | os.PathLike | None = None,
 ) -> tuple[TypingLoad, TypingOutcome]:
     """The team's script on ``engine``: what was sent, and what was shown."""
@@ -259,6 +268,7 @@ def predict_typing(
         seed=seed,
         corpus=corpus,
         window_lines=window_lines,
+        window_anchor=window_anchor,
         fim=engine.fim,
         bos=engine.bos,
     )

@@ -73,6 +73,12 @@ current_caller: contextvars.ContextVar[Caller | None] = contextvars.ContextVar(
 )
 
 
+def current_flow(user: str | None = None) -> str | None:
+    """The developer of the request being handled (:meth:`Caller.flow`); None outside one."""
+    caller = current_caller.get()
+    return caller.flow(user) if caller is not None else None
+
+
 def _digest(key: str) -> bytes:
     return hashlib.sha256(key.encode("utf-8")).digest()
 

@@ -291,9 +291,18 @@ def _print_data_file_option(flag: str, name: str, help: str):
     default=16,
     show_default=True,
     type=click.IntRange(min=0),
-    help="Editor APIs: start the code window at an anchor line within its first N lines "
-    "(picked by content), so a developer's consecutive prompts share their beginning and the "
-    "engine's prefix cache skips re-reading it. 0 = send the window as it came.",
+    help="Editor APIs: start the code window at an anchor line within its first N lines, so "
+    "a developer's consecutive prompts share their beginning and the engine's prefix cache "
+    "skips re-reading it. 0 = send the window as it came.",
+)
+@click.option(
+    "--stable-window-anchor",
+    type=click.Choice(["developer", "content"]),
+    default="developer",
+    show_default=True,
+    help="developer: keep each developer's anchor line while it is within reach, and take a "
+    "new one as deep as allowed; content: pick it by content alone (the same for every "
+    "developer and gateway, but it moves about every blank line).",
 )
 @click.option(
     "--supersede/--no-supersede",

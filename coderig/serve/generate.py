@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import httpx
 
-from coderig.serve.auth import current_caller
+from coderig.serve.auth import current_caller, current_flow
 from coderig.serve.errors import OpenAIError
 from coderig.serve.metrics import GatewayMetrics
 from coderig.serve.pool import Abandoned, NoReplicaAvailable, Replica, ReplicaLost, ReplicaPool
@@ -77,7 +77,7 @@ class GenerationRequest:
     def __post_init__(self) -> None:
         caller = current_caller.get()
         if not self.flow:
-            self.flow = caller.flow(self.user) if caller is not None else "internal"
+            self.flow = current_flow(self.user) or "internal"
         if self.key is None and caller is not None:
             self.key = caller.key
 

@@ -129,6 +129,8 @@ class ServeSettings(BaseModel):
     # Drop up to this many first lines of the code window, to an anchor line picked by content,
     # so consecutive prompts start alike (coderig.serve.editors.window); 0 = off.
     stable_window_lines: int = Field(default=16, ge=0)
+    # "developer": each developer's anchor kept while in reach; "content": winnowing alone.
+    stable_window_anchor: Literal["developer", "content"] = "developer"
     # A developer's newer request replaces their older one (serve.supersede).
     supersede: bool = True
     # --- fleet (coderig.serve.fleet): vLLM, external upstreams, LoRA, scale to zero ---------

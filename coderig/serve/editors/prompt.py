@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from coderig.serve.editors.window import stable_start
+from coderig.serve.auth import current_flow
+from coderig.serve.editors.window import StableWindows, stable_start
 from coderig.serve.errors import OpenAIError
 from coderig.serve.languages import Language
 from coderig.serve.prompts import RenderedPrompt
@@ -59,17 +60,28 @@ class EditorPromptBuilder:
     """Builds editor prompts with the gateway's tokenizer and FIM template."""
 
     def __init__(
-        self, gateway, context_tokens: int = DEFAULT_CONTEXT_TOKENS, window_lines: int = 0
+        self,
+        gateway,
+        context_tokens: int = DEFAULT_CONTEXT_TOKENS,
+        window_lines: int = 0,
+        window_anchor: str = "developer",
     ) -> None:
         self.gateway = gateway
         self.context_tokens = context_tokens
         # Lines the code window's start may move to an anchor line (editors.window); 0 = off.
         self.window_lines = window_lines
+        # Per-developer anchors, or None: picked by content alone.
+        self.windows = StableWindows(window_lines) if window_anchor == "developer" else None
 
     @classmethod
     def for_gateway(cls, gateway) -> EditorPromptBuilder:
-        """The builder the editor APIs share, with the gateway's ``--stable-window-lines``."""
-        return cls(gateway, window_lines=gateway.settings.stable_window_lines)
+        """The builder the editor APIs share, with the gateway's ``--stable-window-*``."""
+        settings = gateway.settings
+        return cls(
+            gateway,
+            window_lines=settings.stable_window_lines,
+            window_anchor=settings.stable_window_anchor,
+        )
 
     def count(self, text: str) -> int:
         return len(self.gateway.tokenizer.encode(text)) if text else 0
@@ -83,11 +95,16 @@ class EditorPromptBuilder:
         snippets: list[ContextSnippet] = (),
         language: Language | None = None,
         reserve: int,
+        user: str | None = None,
     ) -> EditorPrompt:
-        """The prompt, leaving ``reserve`` tokens for the completion."""
+        """The prompt, leaving ``reserve`` tokens for the completion (``user``: the request's
+        own user field, which names the developer when there is no key)."""
         room = self.gateway.settings.max_model_len - reserve - TEMPLATE_MARGIN
         prefix, suffix, truncated = self._fit_code(prefix, suffix, middle, room)
-        prefix = stable_start(prefix, self.window_lines)
+        if self.windows is None:
+            prefix = stable_start(prefix, self.window_lines)
+        else:
+            prefix = self.windows.start(prefix, current_flow(user))
         code_tokens = self.count(prefix) + self.count(suffix or "") + self.count(middle)
         chosen = self._choose(list(snippets), language, room - code_tokens)
         block = render_snippets(chosen, language)

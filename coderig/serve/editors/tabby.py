@@ -196,7 +196,11 @@ class TabbyAPI:
         if debug.raw_prompt is not None:
             language, _ = self.languages.resolve(language=body.language, code=debug.raw_prompt)
             prompt = self.prompts.build(
-                prefix=debug.raw_prompt, suffix=None, language=language, reserve=max_tokens
+                prefix=debug.raw_prompt,
+                suffix=None,
+                language=language,
+                reserve=max_tokens,
+                user=body.user,
             )
             rules = EditorRules.for_cursor(
                 debug.raw_prompt, None, language=language, rules=enabled, time_budget_ms=budget
@@ -214,6 +218,7 @@ class TabbyAPI:
                 snippets=snippets,
                 language=language,
                 reserve=max_tokens,
+                user=body.user,
             )
             rules = EditorRules.for_cursor(
                 segments.prefix,
