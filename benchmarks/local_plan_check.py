@@ -195,7 +195,7 @@ def check_typing(probes: Probes, teams: list[int], args) -> None:
         predicted = [
             predict_typing(
                 local_engine(probe), developers, args.typing_duration, config.typing_params(),
-                max_tokens=out, seed=config.seed, window_lines=16,
+                max_tokens=out, seed=config.seed,
             )[1]
             for probe in both
         ]  # fmt: skip

@@ -16,7 +16,7 @@ from coderig.cli import main
 from coderig.models import embedded_model_path
 from coderig.plan.local import local_step_model
 from coderig.plan.simulate import Requests, Workload, simulate, simulate_requests
-from coderig.plan.typing_load import typing_load, typing_outcome
+from coderig.plan.typing_load import Window, typing_load, typing_outcome
 from coderig.traffic.typing_team import TypingParams
 from tests.test_plan_local import PROBE
 
@@ -138,7 +138,7 @@ def test_stable_windows_let_consecutive_prompts_share_their_beginning():
 
     def shared(lines: int) -> float:
         return typing_load(
-            6, 60.0, steady, max_tokens=16, count_tokens=count, seed=2, window_lines=lines
+            6, 60.0, steady, max_tokens=16, count_tokens=count, seed=2, window=Window(lines)
         ).shared_share
 
     assert shared(16) > shared(0) + 0.2

@@ -168,6 +168,13 @@ def _schedule(hours: str | None, days: str | None, schedule_text: str | None) ->
     help=ANCHOR_HELP,
 )
 @click.option(
+    "--stable-window-max-drop",
+    type=click.FloatRange(0, 0.75, min_open=True),
+    default=0.5,
+    show_default=True,
+    help="With --workload typing: the gateway's --stable-window-max-drop.",
+)
+@click.option(
     "--max-lost",
     type=float,
     default=0.05,
@@ -254,6 +261,7 @@ def plan(ctx: click.Context, **opts) -> None:
         _plan_typing(**opts)
         return
     typing_only = ("typing_params", "stable_window_lines", "stable_window_anchor")
+    typing_only += ("stable_window_max_drop",)
     for name in (*typing_only, "max_lost", "min_shown"):
         opts.pop(name)
     opts["output_tokens"] = _output_tokens(opts["output_tokens"], "attack")
@@ -343,13 +351,13 @@ def _plan(
 def _plan_typing(
     *, developers, rate, model, gpus, dtypes, output_tokens, duration, seed, hours, days,
     schedule_text, hours_per_month, seat_price, max_replicas, catalog_files, calibrate_files,
-    typing_params, stable_window_lines, stable_window_anchor, max_lost, min_shown, as_json,
-    **_attack_only,
+    typing_params, stable_window_lines, stable_window_anchor, stable_window_max_drop, max_lost,
+    min_shown, as_json, **_attack_only,
 ) -> None:  # fmt: skip
     """``coderig plan --workload typing``: size for a team typing (no plot: the price/latency
     plot is drawn for the latency plan)."""
     from coderig.plan.render import print_typing_plan
-    from coderig.plan.typing_load import catalog_typing_load
+    from coderig.plan.typing_load import Window, catalog_typing_load
     from coderig.plan.typing_plan import plan_typing
     from coderig.traffic.typing_team import TypingParams
 
@@ -366,8 +374,8 @@ def _plan_typing(
     factors = _calibration(catalog, calibrate_files, {"model": model_id}, with_loo=False).factors
     load = catalog_typing_load(
         developers, duration, TypingParams.load(typing_params),
-        max_tokens=output_tokens, seed=seed, window_lines=stable_window_lines,
-        window_anchor=stable_window_anchor,
+        max_tokens=output_tokens, seed=seed,
+        window=Window(stable_window_lines, stable_window_anchor, stable_window_max_drop),
     )  # fmt: skip
     try:
         report = plan_typing(
@@ -445,6 +453,13 @@ def _json_default(value):
     show_default=True,
     help=ANCHOR_HELP,
 )
+@click.option(
+    "--stable-window-max-drop",
+    type=click.FloatRange(0, 0.75, min_open=True),
+    default=0.5,
+    show_default=True,
+    help="With --workload typing: the gateway's --stable-window-max-drop.",
+)
 @click.option("--duration", default="5s", show_default=True, type=DURATION)
 @click.option(
     "--arrival", type=click.Choice(["constant", "poisson"]), default="constant", show_default=True
@@ -493,6 +508,7 @@ def predict_cmd(
     typing_params,
     stable_window_lines,
     stable_window_anchor,
+    stable_window_max_drop,
     duration,
     arrival,
     prompt_tokens,
@@ -509,11 +525,14 @@ def predict_cmd(
     """Predict p50/p90/p99 latency and TTFT for one configuration under one load."""
     output_tokens = _output_tokens(output_tokens, workload_kind)
     if workload_kind == "typing":
+        from coderig.plan.typing_load import Window
+
         if not developers:
             raise click.UsageError("--workload typing needs --developers")
         _predict_typing(
             gpu, model, dtype, tensor_parallel, replicas, developers, duration, seed,
-            output_tokens, typing_params, stable_window_lines, stable_window_anchor,
+            output_tokens, typing_params,
+            Window(stable_window_lines, stable_window_anchor, stable_window_max_drop),
             catalog_files, calibrate_files,
             probe_file, as_json,
         )  # fmt: skip
@@ -610,7 +629,7 @@ def _predict_local(model, tensor_parallel, replicas, probe_file, workload, as_js
 
 def _predict_typing(
     gpu, model, dtype, tensor_parallel, replicas, developers, duration, seed, output_tokens,
-    params_file, window_lines, window_anchor, catalog_files, calibrate_files, probe_file, as_json,
+    params_file, window, catalog_files, calibrate_files, probe_file, as_json,
 ) -> None:  # fmt: skip
     """A typing team on one configuration: share of suggestions shown, their latency."""
     from coderig.plan.typing_load import catalog_engine, local_engine, predict_typing
@@ -628,8 +647,7 @@ def _predict_typing(
             raise click.ClickException(str(exc)) from None
     load, outcome = predict_typing(
         engine, developers, duration, TypingParams.load(params_file),
-        max_tokens=output_tokens, seed=seed, window_lines=window_lines,
-        window_anchor=window_anchor,
+        max_tokens=output_tokens, seed=seed, window=window,
     )  # fmt: skip
     if as_json:
         data = {

@@ -36,6 +36,7 @@ __all__ = [
     "Engine",
     "TypingLoad",
     "TypingOutcome",
+    "Window",
     "catalog_count_tokens",
     "catalog_engine",
     "catalog_typing_load",
@@ -47,6 +48,26 @@ __all__ = [
 
 #: Markers a FIM template adds around prefix and suffix (prefix, suffix, middle).
 FIM_MARKER_TOKENS = 3
+
+
+@dataclass(frozen=True)
+class Window:
+    """Where the gateway starts an editor prompt's code: serve's ``--stable-window-lines``
+    (0: the window as the editor sent it), ``--stable-window-anchor`` and
+    ``--stable-window-max-drop``."""
+
+    lines: int = 16
+    anchor: str = "developer"
+    max_drop: float = 0.5
+
+    def starter(self) -> Callable[[str, int], str]:
+        """``start(prefix, developer)``: the prompt's code, as the gateway would begin it."""
+        from coderig.serve.editors.window import StableWindows, stable_start
+
+        if self.anchor != "developer":
+            return lambda prefix, _developer: stable_start(prefix, self.lines, self.max_drop)
+        windows = StableWindows(self.lines, self.max_drop)
+        return lambda prefix, developer: windows.start(prefix, f"developer:{developer}")
 
 
 @dataclass(frozen=True)
@@ -80,17 +101,14 @@ def typing_load(
     count_tokens: Callable[[str], int],
     seed: int = 0,
     corpus: str | os.PathLike | None = None,
-    window_lines: int = 16,
-    window_anchor: str = "developer",
+    window: Window = Window(),
     fim: bool = True,
     bos: int = 1,
 ) -> TypingLoad:
-    """The team's requests as an engine sees them (``count_tokens`` in the model's tokens;
-    ``window_lines`` and ``window_anchor`` as serve's ``--stable-window-*``)."""
+    """The team's requests as an engine sees them (``count_tokens`` in the model's tokens)."""
     from coderig.bench.corpus import Corpus
-    from coderig.serve.editors.window import StableWindows, stable_start
 
-    windows = StableWindows(window_lines) if window_anchor == "developer" else None
+    start = window.starter()
     script = typing_team(Corpus(corpus), developers, duration, params, seed)
     ordered = sorted(script.requests, key=lambda r: r.send)
     n = len(ordered)
@@ -98,10 +116,7 @@ def typing_load(
     prompt, cached, parent = np.zeros(n, int), np.zeros(n, int), np.full(n, -1)
     last: dict[int, tuple[int, str]] = {}  # developer -> (index, prompt text)
     for i, r in enumerate(ordered):
-        if windows is None:  # 0 (or 1) lines: the editor's own window
-            prefix = stable_start(r.prefix, window_lines)
-        else:
-            prefix = windows.start(r.prefix, f"developer:{r.developer}")
+        prefix = start(r.prefix, r.developer)
         text = prefix + r.suffix if fim else prefix
         arrival[i] = r.send
         if r.cancel is not None:
@@ -210,16 +225,14 @@ def catalog_typing_load(
     *,
     max_tokens: int,
     seed: int = 0,
-    window_lines: int = 16,
-    window_anchor: str = "developer",
+    window: Window = Window(),
     corpus: str | os.PathLike | None = None,
 ) -> TypingLoad:
     """The team's requests as every catalog engine sees them (:func:`catalog_engine`), so one
     load serves a whole sweep of GPUs."""
     return typing_load(
         developers, duration, params, max_tokens=max_tokens, count_tokens=catalog_count_tokens,
-        seed=seed, corpus=corpus, window_lines=window_lines, window_anchor=window_anchor,
-        fim=True, bos=0,
+        seed=seed, corpus=corpus, window=window, fim=True, bos=0,
     )  # fmt: skip
 
 
@@ -254,8 +267,7 @@ def predict_typing(
     *,
     max_tokens: int,
     seed: int = 0,
-    window_lines: int = 16,
-    window_anchor: str = "developer",
+    window: Window = Window(),
     corpus: str | os.PathLike | None = None,
 ) -> tuple[TypingLoad, TypingOutcome]:
     """The team's script on ``engine``: what was sent, and what was shown."""
@@ -267,8 +279,7 @@ def predict_typing(
         count_tokens=engine.count_tokens,
         seed=seed,
         corpus=corpus,
-        window_lines=window_lines,
-        window_anchor=window_anchor,
+        window=window,
         fim=engine.fim,
         bos=engine.bos,
     )

@@ -305,6 +305,14 @@ def _print_data_file_option(flag: str, name: str, help: str):
     "developer and gateway, but it moves about every blank line).",
 )
 @click.option(
+    "--stable-window-max-drop",
+    type=click.FloatRange(0, 0.75, min_open=True),
+    default=0.5,
+    show_default=True,
+    help="Editor APIs: never drop more than this share of the window's lines. More lets an "
+    "anchor last longer (fewer prompts re-read whole) at the cost of context.",
+)
+@click.option(
     "--supersede/--no-supersede",
     default=True,
     show_default=True,

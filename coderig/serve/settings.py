@@ -131,6 +131,8 @@ class ServeSettings(BaseModel):
     stable_window_lines: int = Field(default=16, ge=0)
     # "developer": each developer's anchor kept while in reach; "content": winnowing alone.
     stable_window_anchor: Literal["developer", "content"] = "developer"
+    # At most this share of the window's lines is dropped.
+    stable_window_max_drop: float = Field(default=0.5, gt=0, le=0.75)
     # A developer's newer request replaces their older one (serve.supersede).
     supersede: bool = True
     # --- fleet (coderig.serve.fleet): vLLM, external upstreams, LoRA, scale to zero ---------

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from coderig.serve.auth import current_flow
-from coderig.serve.editors.window import StableWindows, stable_start
+from coderig.serve.editors.window import MAX_DROPPED_SHARE, StableWindows, stable_start
 from coderig.serve.errors import OpenAIError
 from coderig.serve.languages import Language
 from coderig.serve.prompts import RenderedPrompt
@@ -65,13 +65,17 @@ class EditorPromptBuilder:
         context_tokens: int = DEFAULT_CONTEXT_TOKENS,
         window_lines: int = 0,
         window_anchor: str = "developer",
+        window_max_drop: float = MAX_DROPPED_SHARE,
     ) -> None:
         self.gateway = gateway
         self.context_tokens = context_tokens
         # Lines the code window's start may move to an anchor line (editors.window); 0 = off.
         self.window_lines = window_lines
+        self.window_max_drop = window_max_drop
         # Per-developer anchors, or None: picked by content alone.
-        self.windows = StableWindows(window_lines) if window_anchor == "developer" else None
+        self.windows = (
+            StableWindows(window_lines, window_max_drop) if window_anchor == "developer" else None
+        )
 
     @classmethod
     def for_gateway(cls, gateway) -> EditorPromptBuilder:
@@ -81,6 +85,7 @@ class EditorPromptBuilder:
             gateway,
             window_lines=settings.stable_window_lines,
             window_anchor=settings.stable_window_anchor,
+            window_max_drop=settings.stable_window_max_drop,
         )
 
     def count(self, text: str) -> int:
@@ -102,7 +107,7 @@ class EditorPromptBuilder:
         room = self.gateway.settings.max_model_len - reserve - TEMPLATE_MARGIN
         prefix, suffix, truncated = self._fit_code(prefix, suffix, middle, room)
         if self.windows is None:
-            prefix = stable_start(prefix, self.window_lines)
+            prefix = stable_start(prefix, self.window_lines, self.window_max_drop)
         else:
             prefix = self.windows.start(prefix, current_flow(user))
         code_tokens = self.count(prefix) + self.count(suffix or "") + self.count(middle)

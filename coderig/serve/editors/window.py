@@ -21,8 +21,8 @@ from collections import OrderedDict
 
 __all__ = ["StableWindows", "stable_start"]
 
-# Never drop more than this share of the window's complete lines.
-MAX_DROPPED_SHARE = 0.25
+# By default never drop more than this share of the window's complete lines.
+MAX_DROPPED_SHARE = 0.5
 # A developer's anchor is recognised by its line and the ones after it, up to this many lines.
 ANCHOR_KEY_LINES = 3
 # Anchors remembered per developer: their last few places (files, or the developers behind one
@@ -30,10 +30,10 @@ ANCHOR_KEY_LINES = 3
 ANCHORS_PER_FLOW = 8
 
 
-def stable_start(prefix: str, lines: int) -> str:
+def stable_start(prefix: str, lines: int, max_drop: float = MAX_DROPPED_SHARE) -> str:
     """``prefix`` from its anchor line on, picked by content; unchanged when ``lines`` < 2 or
     the window is short."""
-    candidates = _candidates(prefix, lines)
+    candidates = _candidates(prefix, lines, max_drop)
     if not candidates:
         return prefix
 
@@ -49,15 +49,18 @@ class StableWindows:
     """Each developer's anchor lines (``flow`` as the gateway queues them), kept while they are
     within reach. Without a developer (``flow`` None) the anchor is picked by content."""
 
-    def __init__(self, lines: int, capacity: int = 4096) -> None:
+    def __init__(
+        self, lines: int, max_drop: float = MAX_DROPPED_SHARE, capacity: int = 4096
+    ) -> None:
         self.lines = lines
+        self.max_drop = max_drop
         self.capacity = capacity
         self._anchors: OrderedDict[str, list[str]] = OrderedDict()  # flow -> anchor keys
 
     def start(self, prefix: str, flow: str | None) -> str:
         if flow is None:
-            return stable_start(prefix, self.lines)
-        candidates = _candidates(prefix, self.lines)
+            return stable_start(prefix, self.lines, self.max_drop)
+        candidates = _candidates(prefix, self.lines, self.max_drop)
         if not candidates:
             return prefix
         keys = self._anchors.get(flow, [])
@@ -77,9 +80,9 @@ class StableWindows:
             self._anchors.popitem(last=False)
 
 
-def _candidates(prefix: str, lines: int) -> list[int]:
+def _candidates(prefix: str, lines: int, max_drop: float) -> list[int]:
     """The line starts the window may begin at (its first complete lines, within ``lines`` and
-    a quarter of them); empty when it must stay whole."""
+    the ``max_drop`` share of them); empty when it must stay whole."""
     if lines < 2:
         return []
     starts = [0]
@@ -91,7 +94,7 @@ def _candidates(prefix: str, lines: int) -> list[int]:
     complete = len(starts) - 1 if not prefix.endswith("\n") else len(starts)
     if complete < lines:
         return []  # a short window: cheap to read again, and maybe the top of the file
-    reach = min(lines, int(complete * MAX_DROPPED_SHARE) + 1)
+    reach = min(lines, int(complete * max_drop) + 1)
     return starts[:reach] if reach >= 2 else []
 
 
