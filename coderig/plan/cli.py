@@ -19,8 +19,6 @@ from coderig.cli_types import DURATION
 from coderig.console import make_console
 from coderig.plan.cli_options import (
     DEFAULT_MODEL,
-    OUTPUT_TOKENS_HELP,
-    PREFIX_CACHE_HELP,
     TYPING_PARAMS_FILE,
     TYPING_PARAMS_HELP,
     WORKLOAD_HELP,
@@ -31,6 +29,7 @@ from coderig.plan.cli_options import (
     load_catalogs,
     output_tokens_for,
     schedule_for,
+    token_options,
     typing_window_options,
 )
 from coderig.plan.planner import evidence_note, make_plan
@@ -100,16 +99,7 @@ __all__ = ["plan", "evidence_note"]
     callback=fraction,
     help="With --workload typing: the share of suggestions to show, instead of --max-lost.",
 )
-@click.option("--prompt-tokens", type=int, default=700, show_default=True)
-@click.option("--output-tokens", type=int, default=None, help=OUTPUT_TOKENS_HELP)
-@click.option(
-    "--prefix-cache-hit",
-    type=float,
-    default=0.0,
-    show_default=True,
-    callback=fraction,
-    help=PREFIX_CACHE_HELP,
-)
+@token_options
 @click.option(
     "--duration",
     default="60s",

@@ -126,6 +126,30 @@ TYPING_WINDOW_OPTIONS = (
 
 def typing_window_options(command):
     """Add :data:`TYPING_WINDOW_OPTIONS` to a command."""
-    for option in reversed(TYPING_WINDOW_OPTIONS):
+    return _with(TYPING_WINDOW_OPTIONS, command)
+
+
+# What each request of an attack holds.
+TOKEN_OPTIONS = (
+    click.option("--prompt-tokens", type=int, default=700, show_default=True),
+    click.option("--output-tokens", type=int, default=None, help=OUTPUT_TOKENS_HELP),
+    click.option(
+        "--prefix-cache-hit",
+        type=float,
+        default=0.0,
+        show_default=True,
+        callback=fraction,
+        help=PREFIX_CACHE_HELP,
+    ),
+)
+
+
+def token_options(command):
+    """Add :data:`TOKEN_OPTIONS` to a command."""
+    return _with(TOKEN_OPTIONS, command)
+
+
+def _with(options, command):
+    for option in reversed(options):
         command = option(command)
     return command

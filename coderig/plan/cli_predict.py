@@ -13,16 +13,14 @@ from coderig.console import make_console
 from coderig.plan.catalog import Catalog
 from coderig.plan.cli_options import (
     DEFAULT_MODEL,
-    OUTPUT_TOKENS_HELP,
-    PREFIX_CACHE_HELP,
     TYPING_PARAMS_FILE,
     TYPING_PARAMS_HELP,
     WORKLOAD_HELP,
     calibration_for,
-    fraction,
     json_default,
     load_catalogs,
     output_tokens_for,
+    token_options,
     typing_window_options,
 )
 from coderig.plan.memory import smallest_tp
@@ -73,16 +71,7 @@ from coderig.plan.simulate import Workload
 @click.option(
     "--arrival", type=click.Choice(["constant", "poisson"]), default="constant", show_default=True
 )
-@click.option("--prompt-tokens", type=int, default=700, show_default=True)
-@click.option("--output-tokens", type=int, default=None, help=OUTPUT_TOKENS_HELP)
-@click.option(
-    "--prefix-cache-hit",
-    type=float,
-    default=0.0,
-    show_default=True,
-    callback=fraction,
-    help=PREFIX_CACHE_HELP,
-)
+@token_options
 @click.option(
     "--identical-prompts",
     is_flag=True,

@@ -23,7 +23,7 @@ from coderig.plan.predict import Deployment, predict, unloaded_latency
 from coderig.plan.roofline import Factors
 from coderig.plan.simulate import SimResult, Workload
 
-__all__ = ["Option", "replicas_for_slo", "size_options"]
+__all__ = ["Option", "deployment_fields", "replicas_for_slo", "size_options"]
 
 
 @dataclass
@@ -46,14 +46,7 @@ class Option:
 
     def to_dict(self) -> dict:
         out = {
-            "gpu": self.gpu,
-            "model": self.model,
-            "dtype": self.dtype,
-            "tensor_parallel": self.tensor_parallel,
-            "replicas": self.replicas,
-            "gpus": self.gpus,
-            "feasible": self.feasible,
-            "reason": self.reason,
+            **deployment_fields(self),
             "floor_latency": self.floor_latency,
             "max_batch_at_max_model_len": self.fit.max_batch if self.fit else None,
         }
@@ -62,6 +55,20 @@ class Option:
         if self.cost is not None:
             out.update(self.cost.to_dict())
         return out
+
+
+def deployment_fields(option) -> dict:
+    """The JSON fields naming a sized option (a latency or a typing plan's row)."""
+    return {
+        "gpu": option.gpu,
+        "model": option.model,
+        "dtype": option.dtype,
+        "tensor_parallel": option.tensor_parallel,
+        "replicas": option.replicas,
+        "gpus": option.gpus,
+        "feasible": option.feasible,
+        "reason": option.reason,
+    }
 
 
 def replicas_for_slo(

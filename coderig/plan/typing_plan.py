@@ -36,6 +36,7 @@ from coderig.plan.memory import TP_DEGREES, fit
 from coderig.plan.predict import Deployment
 from coderig.plan.roofline import Factors
 from coderig.plan.simulate import simulate_requests
+from coderig.plan.sizing import deployment_fields
 from coderig.plan.typing_load import TypingLoad, TypingOutcome, catalog_engine, typing_outcome
 
 __all__ = ["TypingOption", "TypingPlan", "plan_typing"]
@@ -65,17 +66,7 @@ class TypingOption:
         return None if self.replicas is None else self.replicas * self.tensor_parallel
 
     def to_dict(self) -> dict:
-        out = {
-            "gpu": self.gpu,
-            "model": self.model,
-            "dtype": self.dtype,
-            "tensor_parallel": self.tensor_parallel,
-            "replicas": self.replicas,
-            "gpus": self.gpus,
-            "feasible": self.feasible,
-            "reason": self.reason,
-            "ceiling_shown_share": self.ceiling,
-        }
+        out = {**deployment_fields(self), "ceiling_shown_share": self.ceiling}
         if self.outcome is not None:
             out.update({f"predicted_{k}": v for k, v in self.outcome.to_dict().items()})
         if self.cost is not None:
