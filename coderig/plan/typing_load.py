@@ -62,11 +62,9 @@ class Window:
 
     def starter(self) -> Callable[[str, int], str]:
         """``start(prefix, developer)``: the prompt's code, as the gateway would begin it."""
-        from coderig.serve.editors.window import StableWindows, stable_start
+        from coderig.serve.editors.window import StableWindows
 
-        if self.anchor != "developer":
-            return lambda prefix, _developer: stable_start(prefix, self.lines, self.max_drop)
-        windows = StableWindows(self.lines, self.max_drop)
+        windows = StableWindows(self.lines, self.max_drop, per_developer=self.anchor == "developer")
         return lambda prefix, developer: windows.start(prefix, f"developer:{developer}")
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from coderig.serve.auth import current_flow
-from coderig.serve.editors.window import MAX_DROPPED_SHARE, StableWindows, stable_start
+from coderig.serve.editors.window import MAX_DROPPED_SHARE, StableWindows
 from coderig.serve.errors import OpenAIError
 from coderig.serve.languages import Language
 from coderig.serve.prompts import RenderedPrompt
@@ -69,12 +69,9 @@ class EditorPromptBuilder:
     ) -> None:
         self.gateway = gateway
         self.context_tokens = context_tokens
-        # Lines the code window's start may move to an anchor line (editors.window); 0 = off.
-        self.window_lines = window_lines
-        self.window_max_drop = window_max_drop
-        # Per-developer anchors, or None: picked by content alone.
-        self.windows = (
-            StableWindows(window_lines, window_max_drop) if window_anchor == "developer" else None
+        # Where the code window starts (editors.window); ``window_lines`` 0 = as it came.
+        self.windows = StableWindows(
+            window_lines, window_max_drop, per_developer=window_anchor == "developer"
         )
 
     @classmethod
@@ -106,10 +103,7 @@ class EditorPromptBuilder:
         own user field, which names the developer when there is no key)."""
         room = self.gateway.settings.max_model_len - reserve - TEMPLATE_MARGIN
         prefix, suffix, truncated = self._fit_code(prefix, suffix, middle, room)
-        if self.windows is None:
-            prefix = stable_start(prefix, self.window_lines, self.window_max_drop)
-        else:
-            prefix = self.windows.start(prefix, current_flow(user))
+        prefix = self.windows.start(prefix, current_flow(user))
         code_tokens = self.count(prefix) + self.count(suffix or "") + self.count(middle)
         chosen = self._choose(list(snippets), language, room - code_tokens)
         block = render_snippets(chosen, language)

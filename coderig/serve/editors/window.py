@@ -47,18 +47,25 @@ def stable_start(prefix: str, lines: int, max_drop: float = MAX_DROPPED_SHARE) -
 
 class StableWindows:
     """Each developer's anchor lines (``flow`` as the gateway queues them), kept while they are
-    within reach. Without a developer (``flow`` None) the anchor is picked by content."""
+    within reach. Without a developer (``flow`` None), or with ``per_developer`` off (serve's
+    ``--stable-window-anchor content``), the anchor is picked by content."""
 
     def __init__(
-        self, lines: int, max_drop: float = MAX_DROPPED_SHARE, capacity: int = 4096
+        self,
+        lines: int,
+        max_drop: float = MAX_DROPPED_SHARE,
+        *,
+        per_developer: bool = True,
+        capacity: int = 4096,
     ) -> None:
         self.lines = lines
         self.max_drop = max_drop
+        self.per_developer = per_developer
         self.capacity = capacity
         self._anchors: OrderedDict[str, list[str]] = OrderedDict()  # flow -> anchor keys
 
     def start(self, prefix: str, flow: str | None) -> str:
-        if flow is None:
+        if flow is None or not self.per_developer:
             return stable_start(prefix, self.lines, self.max_drop)
         candidates = _candidates(prefix, self.lines, self.max_drop)
         if not candidates:
