@@ -12,7 +12,7 @@ catalog to a few seconds.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from coderig.on_hours import Schedule
@@ -23,7 +23,14 @@ from coderig.plan.predict import Deployment, predict, unloaded_latency
 from coderig.plan.roofline import Factors
 from coderig.plan.simulate import SimResult, Workload
 
-__all__ = ["Option", "deployment_fields", "replicas_for_slo", "size_options"]
+__all__ = [
+    "Option",
+    "bill_key",
+    "deployment_fields",
+    "fewest_replicas",
+    "replicas_for_slo",
+    "size_options",
+]
 
 
 @dataclass
@@ -99,13 +106,18 @@ def replicas_for_slo(
             ).result
         return cache[replicas]
 
-    def ok(replicas: int) -> bool:
-        return run(replicas).latency_p99 <= slo_p99
+    replicas = fewest_replicas(lambda r: run(r).latency_p99 <= slo_p99, max_replicas)
+    return (None, None) if replicas is None else (replicas, run(replicas))
 
+
+def fewest_replicas(ok: Callable[[int], bool], max_replicas: int) -> int | None:
+    """The smallest count for which ``ok`` holds, or None if ``max_replicas`` do not: doubled
+    until it holds, then bisected (``ok`` is taken to hold for every count above one that
+    does, so a plan's simulations stay few)."""
     high = 1
     while not ok(high):
         if high >= max_replicas:
-            return None, None
+            return None
         high = min(high * 2, max_replicas)
     low = high // 2  # fails (or 0)
     while high - low > 1:
@@ -114,7 +126,14 @@ def replicas_for_slo(
             high = mid
         else:
             low = mid
-    return high, run(high)
+    return high
+
+
+def bill_key(cost: Cost, dtype: str, schedule: Schedule) -> tuple[int, int]:
+    """How plans rank feasible options: the bill they are sized for (scale-to-zero when a
+    schedule is set), then, on equal bills (cold starts differ by cents), full precision."""
+    dollars = cost.monthly_always_on if schedule.is_always_on else cost.monthly_scheduled
+    return round(dollars), {"bf16": 0, "fp8": 1}.get(dtype, 2)
 
 
 def size_options(
@@ -248,14 +267,11 @@ def size_options(
                         None,
                     )
                 )
-    scheduled = not schedule.is_always_on
 
     def key(option: Option):
         if not option.feasible or option.cost is None or option.result is None:
             return (1, math.inf, option.floor_latency)
-        dollars = option.cost.monthly_scheduled if scheduled else option.cost.monthly_always_on
-        # Equal bills (cold starts differ by cents): prefer full precision, then lower p99.
-        quality = {"bf16": 0, "fp8": 1}.get(option.dtype, 2)
-        return (0, round(dollars), quality, option.result.latency_p99)
+        # then the lower p99
+        return (0, *bill_key(option.cost, option.dtype, schedule), option.result.latency_p99)
 
     return sorted(options, key=key)

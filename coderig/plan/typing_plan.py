@@ -18,9 +18,10 @@ latency plan; a quantised or wider deployment may reach it more cheaply. ``min_s
 the share directly.
 
 For each (GPU, dtype) the smallest tensor parallelism that holds the model is tried first, then
-wider ones while they can still be cheaper; replicas are doubled until the target is met, then
-bisected. The script is generated once and replayed on every option: tokens are estimated from
-characters for catalog models, the same for all of them.
+wider ones while they can still be cheaper; the replica count is searched as the latency
+plan searches it (:func:`coderig.plan.sizing.fewest_replicas`). The script is generated once
+and replayed on every option: tokens are estimated from characters for catalog models, the
+same for all of them.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from coderig.plan.memory import TP_DEGREES, fit
 from coderig.plan.predict import Deployment
 from coderig.plan.roofline import Factors
 from coderig.plan.simulate import simulate_requests
-from coderig.plan.sizing import deployment_fields
+from coderig.plan.sizing import bill_key, deployment_fields, fewest_replicas
 from coderig.plan.typing_load import TypingLoad, TypingOutcome, catalog_engine, typing_outcome
 
 __all__ = ["TypingOption", "TypingPlan", "plan_typing"]
@@ -185,13 +186,8 @@ def plan_typing(
     def key(option: TypingOption):
         if not option.feasible or option.cost is None or option.outcome is None:
             return (1, math.inf, 0, -option.ceiling)
-        dollars = (
-            option.cost.monthly_always_on
-            if schedule.is_always_on
-            else (option.cost.monthly_scheduled)
-        )
-        quality = {"bf16": 0, "fp8": 1}.get(option.dtype, 2)
-        return (0, round(dollars), quality, -option.outcome.shown_share)
+        # then the larger share shown
+        return (0, *bill_key(option.cost, option.dtype, schedule), -option.outcome.shown_share)
 
     return TypingPlan(
         model=model_spec.id,
@@ -238,7 +234,7 @@ def _size_one(
         if ceilings[tp] < target:
             continue
         limit = max_replicas if best is None else min(max_replicas, best.gpus // tp)
-        found = _replicas_for(
+        found = _fewest_meeting(
             lambda r, tp=tp: outcome(Deployment(gpu_id, model, dtype_id, tp, r)),
             target,
             max(limit, 1),
@@ -270,26 +266,15 @@ def _size_one(
     return TypingOption(gpu_id, model, dtype_id, top_tp, None, False, reason, top)
 
 
-def _replicas_for(outcome, target: float, max_replicas: int):
-    """Smallest replica count whose share shown meets ``target`` (doubling, then bisection),
-    with its outcome; None if ``max_replicas`` do not."""
-    cache: dict[int, TypingOutcome] = {}
+def _fewest_meeting(outcome, target: float, max_replicas: int):
+    """The fewest replicas whose share shown meets ``target``, with their outcome; None if
+    ``max_replicas`` do not."""
+    outcomes: dict[int, TypingOutcome] = {}
 
-    def ok(replicas: int) -> bool:
-        if replicas not in cache:
-            cache[replicas] = outcome(replicas)
-        return cache[replicas].shown_share >= target
+    def meets(replicas: int) -> bool:
+        if replicas not in outcomes:
+            outcomes[replicas] = outcome(replicas)
+        return outcomes[replicas].shown_share >= target
 
-    high = 1
-    while not ok(high):
-        if high >= max_replicas:
-            return None
-        high = min(high * 2, max_replicas)
-    low = high // 2
-    while high - low > 1:
-        mid = (low + high) // 2
-        if ok(mid):
-            high = mid
-        else:
-            low = mid
-    return high, cache[high]
+    replicas = fewest_replicas(meets, max_replicas)
+    return None if replicas is None else (replicas, outcomes[replicas])
