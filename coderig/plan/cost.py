@@ -36,6 +36,10 @@ class Cost:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def monthly(self, scheduled: bool) -> float:
+        """The bill: with scale-to-zero outside the schedule, else always on."""
+        return self.monthly_scheduled if scheduled else self.monthly_always_on
+
 
 def cold_start_seconds(model: Model, dtype: DType, catalog: Catalog) -> float:
     """Weights from storage at ``load_gbps`` plus engine start-up (compile, CUDA graphs)."""

@@ -94,10 +94,9 @@ def recommend(
     if best is None or best.cost is None or best.result is None:
         return None
     scheduled = not schedule.is_always_on
-    cost = best.cost
     return Recommendation(
         option=best,
-        monthly=cost.monthly_scheduled if scheduled else cost.monthly_always_on,
+        monthly=best.cost.monthly(scheduled),
         scheduled=scheduled,
         schedule=schedule.describe(),
         developers=developers,

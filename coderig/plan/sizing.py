@@ -132,7 +132,7 @@ def fewest_replicas(ok: Callable[[int], bool], max_replicas: int) -> int | None:
 def bill_key(cost: Cost, dtype: str, schedule: Schedule) -> tuple[int, int]:
     """How plans rank feasible options: the bill they are sized for (scale-to-zero when a
     schedule is set), then, on equal bills (cold starts differ by cents), full precision."""
-    dollars = cost.monthly_always_on if schedule.is_always_on else cost.monthly_scheduled
+    dollars = cost.monthly(scheduled=not schedule.is_always_on)
     return round(dollars), {"bf16": 0, "fp8": 1}.get(dtype, 2)
 
 

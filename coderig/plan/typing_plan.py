@@ -98,7 +98,7 @@ class TypingPlan:
         """The bill the ranking uses: scale-to-zero when a schedule is set, else 24x7."""
         if option.cost is None:
             return None
-        return option.cost.monthly_always_on if self.always_on else option.cost.monthly_scheduled
+        return option.cost.monthly(scheduled=not self.always_on)
 
     def to_dict(self) -> dict:
         best = self.recommendation
