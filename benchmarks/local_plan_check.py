@@ -122,7 +122,9 @@ def check_attack(probes: Probes, rates: list[float], args) -> None:
                 seed=i + 1,
             ),
         )
-        (head, results), both = probes.around(lambda config=config: attack(config))
+        (head, results), both = probes.around(
+            lambda config=config: on_fresh_server(run_attack, config, "/v1/completions")
+        )
         m = Metrics.of(head, results)
         ok = [r for r in results if r.get("status") == 200 and not r.get("error")]
         prompt = round(statistics.mean(r["prompt_tokens"] for r in ok)) if ok else 0
@@ -152,18 +154,18 @@ def check_attack(probes: Probes, rates: list[float], args) -> None:
     print(f"\np50 error: median {statistics.median(errors):.1%}, max {max(errors):.1%}")
 
 
-def attack(config: AttackConfig):
-    # A fresh server per rate: llama-server's prompt cache (--cache-ram) would otherwise serve
-    # a rate's prompts from the previous rate's run.
+def on_fresh_server(run, config, path: str = ""):
+    """``run(config)`` against a `coderig serve` of its own: llama-server's prompt cache
+    (--cache-ram) would otherwise serve a case's prompts from the previous case's run."""
     server = serve()
     try:
-        return run_attack(dataclasses.replace(config, url=f"{server.url}/v1/completions"))
+        return run(dataclasses.replace(config, url=server.url + path))
     finally:
         server.stop()
 
 
 def check_typing(probes: Probes, teams: list[int], args) -> None:
-    from coderig.bench.typing import TypingConfig
+    from coderig.bench.typing import TypingConfig, run_typing
     from coderig.bench.typing_report import summarize_typing
     from coderig.plan.typing_load import local_engine, predict_typing
 
@@ -187,7 +189,9 @@ def check_typing(probes: Probes, teams: list[int], args) -> None:
             seed=args.typing_seed + i,
             params_file=args.typing_params,
         )
-        (header_, results), both = probes.around(lambda config=config: typing(config))
+        (header_, results), both = probes.around(
+            lambda config=config: on_fresh_server(run_typing, config)
+        )
         s = summarize_typing(header_, results)
         shown = [r for r in results if r["outcome"] == "shown"]
         tokens = [r["completion_tokens"] for r in results if r.get("completion_tokens")]
@@ -211,16 +215,6 @@ def check_typing(probes: Probes, teams: list[int], args) -> None:
         )
     print("\n".join([header, "-" * len(header), *rows]))
     print(f"\nshown p50 error: median {statistics.median(errors):.1%}, max {max(errors):.1%}")
-
-
-def typing(config):
-    from coderig.bench.typing import run_typing
-
-    server = serve()
-    try:
-        return run_typing(dataclasses.replace(config, url=server.url))
-    finally:
-        server.stop()
 
 
 if __name__ == "__main__":
