@@ -14,7 +14,7 @@ import click
 
 from coderig.units import parse_duration
 
-__all__ = ["DURATION", "DURATION_OR_OFF", "Duration"]
+__all__ = ["DURATION", "DURATION_OR_OFF", "Duration", "with_options"]
 
 
 class Duration(click.ParamType):
@@ -41,3 +41,11 @@ class Duration(click.ParamType):
 
 DURATION = Duration()
 DURATION_OR_OFF = Duration(off_words=("off", "none"))
+
+
+def with_options(options, command):
+    """``command`` with a group of ``click.option`` decorators applied, in the order listed
+    (so ``--help`` shows them so), for flags several commands share."""
+    for option in reversed(options):
+        command = option(command)
+    return command

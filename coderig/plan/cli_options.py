@@ -7,6 +7,7 @@ import math
 
 import click
 
+from coderig.cli_types import with_options
 from coderig.on_hours import Schedule
 from coderig.plan.catalog import Catalog, load_catalog
 from coderig.plan.planner import Calibrated, calibrated
@@ -126,7 +127,7 @@ TYPING_WINDOW_OPTIONS = (
 
 def typing_window_options(command):
     """Add :data:`TYPING_WINDOW_OPTIONS` to a command."""
-    return _with(TYPING_WINDOW_OPTIONS, command)
+    return with_options(TYPING_WINDOW_OPTIONS, command)
 
 
 # What each request of an attack holds.
@@ -146,10 +147,4 @@ TOKEN_OPTIONS = (
 
 def token_options(command):
     """Add :data:`TOKEN_OPTIONS` to a command."""
-    return _with(TOKEN_OPTIONS, command)
-
-
-def _with(options, command):
-    for option in reversed(options):
-        command = option(command)
-    return command
+    return with_options(TOKEN_OPTIONS, command)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from coderig.cli_types import Duration
+from coderig.cli_types import Duration, with_options
 
 ENGINES = ("llamacpp", "vllm", "external")
 
@@ -125,6 +125,4 @@ def fleet_options(command):
             "outside them after --idle-shutdown, default 15m).",
         ),
     ]
-    for option in reversed(options):
-        command = option(command)
-    return command
+    return with_options(options, command)
