@@ -14,7 +14,7 @@ import click
 
 from coderig.units import parse_duration
 
-__all__ = ["DURATION", "DURATION_OR_OFF", "Duration", "with_options"]
+__all__ = ["DURATION", "DURATION_OFF_IS_ZERO", "DURATION_OR_OFF", "Duration", "with_options"]
 
 
 class Duration(click.ParamType):
@@ -25,14 +25,15 @@ class Duration(click.ParamType):
 
     name = "duration"
 
-    def __init__(self, off_words: tuple[str, ...] = ()) -> None:
+    def __init__(self, off_words: tuple[str, ...] = (), off_value: float | None = None) -> None:
         self.off_words = off_words
+        self.off_value = off_value
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
         if isinstance(value, float | int):  # a default given as a number
             return float(value)
         if value in self.off_words:
-            return None
+            return self.off_value
         try:
             return parse_duration(value)
         except ValueError as exc:
@@ -41,6 +42,8 @@ class Duration(click.ParamType):
 
 DURATION = Duration()
 DURATION_OR_OFF = Duration(off_words=("off", "none"))
+#: ``off`` is a wait of 0 s: for waits whose absence (None) means "the default".
+DURATION_OFF_IS_ZERO = Duration(off_words=("off", "none"), off_value=0.0)
 
 
 def with_options(options, command):

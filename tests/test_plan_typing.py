@@ -104,6 +104,29 @@ def test_a_run_counts_the_prompt_tokens_computed_and_the_steps_taken():
     assert run.busy == pytest.approx(busy, rel=1e-9)
 
 
+def test_a_cold_prompt_waits_for_the_decodes_it_would_stall():
+    # two slots: a warm request decodes 40 tokens; a cold 400-token prompt arrives just after.
+    # Without a hold its prefill shares the warm one's steps; held, it starts when the warm
+    # one is done, so the warm one ends as if alone, and the cold one ends later.
+    limits = dict(LIMITS, max_seqs=2)
+    load = requests([0.0, 0.05], [20, 400], [40, 8], cached=[16, 0])
+    free = simulate_requests(STEP, load, **limits)
+    held = simulate_requests(STEP, load, **limits, cold_tokens=64, cold_hold=10.0)
+    alone = simulate_requests(STEP, requests([0.0], [20], [40], cached=[16]), **limits)
+    assert held.end[0] == pytest.approx(alone.end[0], rel=1e-9)
+    assert held.end[0] < free.end[0]
+    assert held.first[1] > held.end[0] and held.end[1] > free.end[1]
+    # the hold is bounded: past it the cold one starts beside the running decode
+    short = simulate_requests(STEP, load, **limits, cold_tokens=64, cold_hold=0.1)
+    assert short.end[0] > alone.end[0] and short.end[1] < held.end[1]
+    # a warm prompt is never held
+    warm = requests([0.0, 0.05], [20, 400], [40, 8], cached=[16, 390])
+    assert (
+        simulate_requests(STEP, warm, **limits, cold_tokens=64, cold_hold=10.0).first[1]
+        == (simulate_requests(STEP, warm, **limits).first[1])
+    )
+
+
 def test_a_request_cancelled_before_it_is_sent_is_refused():
     with pytest.raises(ValueError, match="before it is sent"):
         simulate_requests(STEP, requests([1.0], [10], [2], cancel=[1.0]), **LIMITS)

@@ -169,3 +169,57 @@ def test_share_off_is_plain_fair_queuing():
         return slots.share_of()
 
     assert asyncio.run(scenario()) == 4
+
+
+def test_a_held_request_lets_later_ones_take_the_free_slot_and_runs_once_nothing_does():
+    async def scenario() -> tuple[bool, bool, bool]:
+        slots = FairSlots(2)
+        await slots.acquire("a")  # one slot busy, one free
+        cold = asyncio.create_task(slots.acquire("cold", hold=60))
+        await asyncio.sleep(0)
+        warm = asyncio.create_task(slots.acquire("warm"))
+        await asyncio.sleep(0)
+        cold_waited, warm_ran = not cold.done(), warm.done()
+        slots.release("a")
+        await asyncio.sleep(0)
+        still_waits = not cold.done()  # the warm one still runs
+        slots.release("warm")
+        await asyncio.wait_for(cold, 1)  # nothing runs: the held one goes, long before 60 s
+        return cold_waited, warm_ran, still_waits
+
+    assert asyncio.run(scenario()) == (True, True, True)
+
+
+def test_a_held_request_takes_a_free_slot_when_its_hold_runs_out():
+    async def scenario() -> int:
+        slots = FairSlots(2)
+        await slots.acquire("a")  # runs for the whole test
+        await asyncio.wait_for(slots.acquire("cold", hold=0.05), 5)
+        return slots.running("a") + slots.running("cold")
+
+    assert asyncio.run(scenario()) == 2
+
+
+def test_a_held_request_on_an_idle_replica_does_not_wait():
+    async def scenario() -> bool:
+        slots = FairSlots(2)
+        was_locked = slots.locked("cold", hold=60)
+        await asyncio.wait_for(slots.acquire("cold", hold=60), 1)
+        return was_locked
+
+    assert asyncio.run(scenario()) is False
+
+
+def test_a_held_request_that_leaves_frees_nothing_and_blocks_nobody():
+    async def scenario() -> tuple[int, bool]:
+        slots = FairSlots(1)
+        await slots.acquire("a")
+        cold = asyncio.create_task(slots.acquire("cold", hold=60))
+        await asyncio.sleep(0)
+        cold.cancel()
+        await asyncio.gather(cold, return_exceptions=True)
+        slots.release("a")
+        await asyncio.wait_for(slots.acquire("b"), 1)
+        return slots.waiting, slots.locked()
+
+    assert asyncio.run(scenario()) == (0, True)

@@ -216,6 +216,7 @@ class RayEngine:
     slots: int = 100_000
     health_path: str = "/health"  # never probed: Ray health-checks its replicas itself
     slot_routing: bool = False
+    cold_hold: float = 0.0
     per_request_lora: bool = False
     runtime_lora: bool = False
     secret_env: str | None = None  # each Ray replica holds its own engine's secret

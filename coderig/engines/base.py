@@ -42,6 +42,11 @@ class Engine(Protocol):
     dialect: Dialect
     # The engine runs a request in the slot the gateway names (llama-server's ``id_slot``).
     slot_routing: bool
+    # Seconds a request whose prompt is mostly not cached waits by default for the replica to
+    # run nothing (``coderig serve --cold-hold``): where a forward pass costs in proportion to
+    # its tokens (llama.cpp on a CPU), a prefill beside running decodes stalls them all; 0 where
+    # a GPU batches a prefill chunk with the decodes almost for free.
+    cold_hold: float
     # Any replica serves any LoRA adapter, chosen per request (vLLM multi-LoRA, llama-server).
     per_request_lora: bool
     # Adapters can be loaded while serving (``/v1/load_lora_adapter``).

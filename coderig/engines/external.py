@@ -74,6 +74,7 @@ class ExternalEngine:
     name: str = "external"
     health_path: str = "/v1/models"  # the one route every OpenAI-compatible server has
     slot_routing: bool = False
+    cold_hold: float = 0.0
     per_request_lora: bool = True  # the upstream serves every model it lists
     # /v1/load_lora_adapter is forwarded; the upstream (vLLM) decides whether it allows it.
     runtime_lora: bool = True

@@ -64,6 +64,7 @@ class LlamaServerEngine:
     name: str = "llamacpp"
     health_path: str = "/health"  # 503 while loading, 200 once it can serve, busy or not
     slot_routing: bool = True
+    cold_hold: float = 1.0
     per_request_lora: bool = True
     runtime_lora: bool = False
     # llama-server then answers 401 without it; /health stays open (the pool probes it).

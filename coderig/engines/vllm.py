@@ -158,6 +158,7 @@ class VllmEngine:
     name: str = "vllm"
     health_path: str = "/health"
     slot_routing: bool = False
+    cold_hold: float = 0.0
     per_request_lora: bool = True  # multi-LoRA: adapters batched together, chosen per request
     # vLLM then requires it on /v1/* (its /health and /metrics stay open).
     secret_env: str | None = "VLLM_API_KEY"

@@ -244,12 +244,25 @@ def _unit_gpu(probe: LocalProbe, tflops: float = 1.0, bandwidth_gbps: float = 1.
     )
 
 
+def gateway_holds() -> dict:
+    """What ``coderig serve`` does by default in front of llama-server that the simulator
+    models: a prompt mostly not cached waits for the replica to run nothing
+    (``--cold-prompt-tokens``, ``--cold-hold``)."""
+    from coderig.engines.llamacpp import LlamaServerEngine
+    from coderig.serve.settings import ServeSettings
+
+    return {
+        "cold_tokens": ServeSettings.model_fields["cold_prompt_tokens"].default,
+        "cold_hold": LlamaServerEngine.cold_hold,
+    }
+
+
 def predict_local(probe: LocalProbe, workload: Workload) -> Prediction:
     """Simulate ``workload`` on one llama-server replica as ``coderig serve`` runs it here."""
     step = local_step_model(probe)
     limits = probe.limits()
     kv_tokens = limits["kv_capacity_tokens"]
-    result = simulate(step, workload, replicas=1, **limits)
+    result = simulate(step, workload, replicas=1, **limits, **gateway_holds())
     deployment = Deployment(LOCAL, probe.model_name, probe.ftype.lower(), 1, 1)
     fit = Fit(
         gpu=LOCAL,

@@ -215,11 +215,14 @@ def simulate(
     router: str = "least-loaded",
     abort_after: float | None = None,
     block_size: int = 16,
+    cold_tokens: int | None = None,
+    cold_hold: float = 0.0,
 ) -> SimResult:
     """Run the attack through ``replicas`` identical replicas and summarise latencies.
 
     ``abort_after``: stop early (``aborted=True``) once any request has waited that many
     seconds without finishing; the replica search uses it to give up on hopeless counts fast.
+    ``cold_tokens``/``cold_hold``: the gateway holds cold prompts (:func:`simulate_requests`).
 
     Each replica has two servers in series. The engine (GPU plus the engine-core process that
     schedules it) runs the steps; the API-server process then turns every token a step
@@ -269,6 +272,8 @@ def simulate(
         block_size=block_size,
         cached_cold=cached_cold,
         shared=shared,
+        cold_tokens=cold_tokens,
+        cold_hold=cold_hold,
     )
     return run.summary(max(float(arrivals[-1]), workload.duration, 1e-9))
 
@@ -365,12 +370,17 @@ def simulate_requests(
     block_size: int = 16,
     cached_cold: int | None = None,
     shared: int = 0,
+    cold_tokens: int | None = None,
+    cold_hold: float = 0.0,
 ) -> Run:
     """The simulator of :func:`simulate` on an explicit, possibly cancelled, request list.
 
     ``cached_cold``: what the first request a replica admits finds cached instead of its own
     ``cached`` (a repeated body is not cached before it is first sent); ``shared``: prompt
-    tokens every running request holds in common (one repeated body), held once.
+    tokens every running request holds in common (one repeated body), held once;
+    ``cold_tokens``/``cold_hold``: a request with more than ``cold_tokens`` of its prompt not
+    cached waits up to ``cold_hold`` seconds for the replica to run nothing, while the others
+    go first (coderig serve's ``--cold-prompt-tokens`` and ``--cold-hold``; None: no hold).
     """
     arrivals = requests.arrival
     n = len(arrivals)
@@ -440,6 +450,28 @@ def simulate_requests(
         rep.preemptions += 1
         return True
 
+    def cached_for(rep: _Replica, req: int) -> int:
+        """Prompt tokens of ``req`` the replica finds in its cache if admitted now."""
+        if cached_cold is not None and rep.admitted == 0:
+            return cached_cold
+        if parents is not None and parents[req] >= 0:
+            return min(cached_of[req], computed[parents[req]])
+        return cached_of[req]
+
+    def first_admissible(rep: _Replica) -> int:
+        """The oldest waiting request that may start now (-1: none): a cold one (more than
+        ``cold_tokens`` of its prompt to compute) only on a replica that runs nothing, or once
+        it has waited ``cold_hold``: coderig serve's --cold-hold."""
+        idle = rep.batch == 0 and not rep.prefilling
+        for req in rep.waiting:
+            if (
+                idle
+                or prompts[req] - cached_for(rep, req) <= cold_tokens
+                or rep.now - arrivals[req] >= cold_hold
+            ):
+                return req
+        return -1
+
     def run_step(rep: _Replica) -> None:
         batch = rep.batch
         finishing: list[list[int]] = []
@@ -508,12 +540,10 @@ def simulate_requests(
                 and budget > 0
                 and rep.batch + len(rep.prefilling) < rep.max_seqs
             ):
-                req = rep.waiting[0]
-                cached = cached_of[req]
-                if cached_cold is not None and rep.admitted == 0:
-                    cached = cached_cold
-                elif parents is not None and parents[req] >= 0:
-                    cached = min(cached, computed[parents[req]])
+                req = rep.waiting[0] if cold_tokens is None else first_admissible(rep)
+                if req < 0:
+                    break  # only cold requests wait, held while the replica runs others
+                cached = cached_for(rep, req)
                 target = prompts[req] + generated[req]
                 c = min(target - cached, budget)
                 # Its cached blocks are taken back from the free queue and count as used,
@@ -522,7 +552,10 @@ def simulate_requests(
                 grow = cached + c + slack - held_by_others
                 if used + grow > rep.kv_capacity:
                     break
-                rep.waiting.popleft()
+                if req == rep.waiting[0]:
+                    rep.waiting.popleft()
+                else:
+                    rep.waiting.remove(req)
                 rep.admitted += 1
                 phase[req] = _PREFILL
                 admissions[req] += 1

@@ -185,7 +185,7 @@ def local_engine(probe) -> Engine:
     tokens (none for the embedded SmolLM2: the gateway then sends the prefix alone)."""
     from pathlib import Path
 
-    from coderig.plan.local import LLAMA_BLOCK, local_step_model
+    from coderig.plan.local import LLAMA_BLOCK, gateway_holds, local_step_model
     from coderig.serve.fim import choose_template
     from coderig.serve.tokenizer import GGUFTokenizer
 
@@ -200,6 +200,7 @@ def local_engine(probe) -> Engine:
             max_seqs=probe.slots,
             kv_capacity_tokens=probe.n_ctx * probe.slots,
             block_size=LLAMA_BLOCK,
+            **gateway_holds(),
         ),
         count_tokens=lambda text: len(tokenizer.encode(text)),
         bos=int(tokenizer.add_bos),

@@ -89,6 +89,12 @@ class Gateway:
             pin_slots=self.settings.pin_slots,
             supersede=self.settings.supersede,
             share_slots=self.settings.share_slots,
+            cold_hold=(
+                self.pool.engine.cold_hold
+                if self.settings.cold_hold is None
+                else self.settings.cold_hold
+            ),
+            cold_prompt_tokens=self.settings.cold_prompt_tokens,
         )
         self.generator.on_tokens = self._count_key_tokens
         self.engine_metrics = EngineMetrics(self.pool)

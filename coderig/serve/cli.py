@@ -16,7 +16,7 @@ from click.core import ParameterSource
 from pydantic import ValidationError
 from rich.console import Console
 
-from coderig.cli_types import DURATION, DURATION_OR_OFF
+from coderig.cli_types import DURATION, DURATION_OFF_IS_ZERO, DURATION_OR_OFF
 from coderig.serve.assembly import build_gateway
 from coderig.serve.fleet_options import fleet_options
 from coderig.serve.settings import ConfigError, ServeSettings, describe_validation_error
@@ -235,6 +235,24 @@ def _print_data_file_option(flag: str, name: str, help: str):
     help="llama.cpp: run each request in the slot the gateway last saw its prefix in "
     "(id_slot), rather than letting llama-server pick the idle slot whose prompt shares the "
     "most with it (measured better for a typing team: BENCHMARKS.md).",
+)
+@click.option(
+    "--cold-hold",
+    type=DURATION_OFF_IS_ZERO,
+    default=None,
+    help="A request whose prompt is mostly not cached on its replica (see --cold-prompt-tokens) "
+    "waits up to this long for the replica to finish what it runs: on a CPU its prefill would "
+    "stall their decoding (measured on a typing team: BENCHMARKS.md). 'off': never waits. "
+    "[default: 1s for llama.cpp replicas, off for vLLM and --upstream servers] Needs prefix "
+    "routing, which knows what each replica holds.",
+)
+@click.option(
+    "--cold-prompt-tokens",
+    type=click.IntRange(min=0),
+    default=64,
+    show_default=True,
+    help="Prompt tokens not found cached on the replica above which a request is cold "
+    "(--cold-hold).",
 )
 @click.option(
     "--fair-queuing/--fifo-queuing",

@@ -1,7 +1,10 @@
 """A replica's slots, handed out fairly between developers: :class:`FairSlots` is a counting
 semaphore whose waiters are served round-robin across flows (one per developer), each flow holding
 at most its share of the slots when ``share`` is on, so one developer's burst waits mostly on
-itself. See docs/architecture.md, section 5.2 (fair slots and shares).
+itself. A waiter may also be *held* for a while: it takes a slot only once none is in use, or
+when its hold runs out (a prompt with a long uncached part waits for the decodes it would stall;
+coderig.serve.generate). See docs/architecture.md, sections 5.2 (fair slots and shares) and
+5.11 (cold prompts wait).
 """
 
 from __future__ import annotations
@@ -29,17 +32,21 @@ class FairSlots:
     ) -> None:
         self.slots = slots
         self._free = slots
-        # flow -> its waiters, oldest first; the flow served longest ago comes first.
-        self._flows: OrderedDict[str, deque[asyncio.Future]] = OrderedDict()
+        # flow -> its waiters, oldest first, each with the time its hold ends (0.0: not held);
+        # the flow served longest ago comes first.
+        self._flows: OrderedDict[str, deque[tuple[asyncio.Future, float]]] = OrderedDict()
         self._running: Counter[str] = Counter()
         self.share = share
         self._window = window
         self._clock = clock
         self._seen: dict[str, float] = {}  # flow -> when it last asked for a slot
         self._timer: asyncio.TimerHandle | None = None
+        self._timer_due = math.inf
 
-    def locked(self, flow: str | None = None) -> bool:
-        """True when an acquire (by ``flow``) would wait."""
+    def locked(self, flow: str | None = None, hold: float = 0.0) -> bool:
+        """True when an acquire (by ``flow``, held for ``hold`` seconds) would wait."""
+        if hold > 0 and self._free < self.slots:
+            return True
         if flow is None or not self.share:
             return self._free == 0 or bool(self._flows)
         return self._free == 0 or self._running[flow] >= self.share_of()
@@ -67,10 +74,13 @@ class FairSlots:
         turns = len(self._flows.get(flow, ())) + 1
         return sum(min(len(waiters), turns) for waiters in self._flows.values())
 
-    async def acquire(self, flow: str = "") -> None:
-        self._seen[flow] = self._clock()
+    async def acquire(self, flow: str = "", hold: float = 0.0) -> None:
+        """Wait for a slot. ``hold`` > 0: take one only when no slot is in use, or once
+        ``hold`` seconds have passed; meanwhile the other waiters go first."""
+        now = self._clock()
+        self._seen[flow] = now
         future = asyncio.get_running_loop().create_future()
-        self._flows.setdefault(flow, deque()).append(future)
+        self._flows.setdefault(flow, deque()).append((future, now + hold if hold > 0 else 0.0))
         self._grant()  # a free slot this flow may take is granted here, without waiting
         try:
             await future
@@ -99,15 +109,26 @@ class FairSlots:
     def _grant(self) -> None:
         share = self.share_of()
         while self._free > 0:
-            flow = next(
-                (f for f in self._flows if not self.share or self._running[f] < share), None
-            )
+            idle = self._free == self.slots
+            now = self._clock()
+            held_until = math.inf
+            flow = None
+            for f, waiters in self._flows.items():
+                if self.share and self._running[f] >= share:
+                    continue
+                until = waiters[0][1]
+                if idle or until <= now:
+                    flow = f
+                    break
+                held_until = min(held_until, until)
             if flow is None:
-                if self._flows:  # flows wait at their share: look again as developers leave
+                if math.isfinite(held_until):
+                    self._wake_at(held_until)
+                elif self._flows:  # flows wait at their share: look again as developers leave
                     self._recheck_later()
                 return
             waiters = self._flows.pop(flow)
-            future = waiters.popleft()
+            future, _ = waiters.popleft()
             if waiters:  # served: to the back of the line
                 self._flows[flow] = waiters
             if future.done():  # cancelled while waiting
@@ -119,25 +140,32 @@ class FairSlots:
     def _recheck_later(self) -> None:
         """A flow held at its share waits beside free slots; its share grows when another
         developer drops out of the window, so grant again then."""
-        if self._timer is not None and not self._timer.cancelled():
+        if self._seen:
+            self._wake_at(min(self._seen.values()) + self._window, at_least=0.05)
+
+    def _wake_at(self, when: float, at_least: float = 0.0) -> None:
+        """Grant again at ``when`` (by :attr:`_clock`), unless a wake-up is due before."""
+        if self._timer is not None and not self._timer.cancelled() and self._timer_due <= when:
             return
-        if not self._seen:
-            return
-        due = min(self._seen.values()) + self._window - self._clock()
+        if self._timer is not None:
+            self._timer.cancel()
 
         def fire() -> None:
             self._timer = None
+            self._timer_due = math.inf
             self._grant()
 
-        self._timer = asyncio.get_running_loop().call_later(max(0.05, due), fire)
+        self._timer_due = when
+        delay = max(at_least, when - self._clock())
+        self._timer = asyncio.get_running_loop().call_later(delay, fire)
 
     def _forget(self, flow: str, future: asyncio.Future) -> None:
         waiters = self._flows.get(flow)
         if waiters is None:
             return
-        try:
-            waiters.remove(future)
-        except ValueError:
-            pass
+        for entry in waiters:
+            if entry[0] is future:
+                waiters.remove(entry)
+                break
         if not waiters:
             del self._flows[flow]

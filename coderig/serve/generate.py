@@ -146,6 +146,8 @@ class Generator:
         pin_slots: bool = False,
         supersede: bool = True,
         share_slots: bool = True,
+        cold_hold: float = 0.0,
+        cold_prompt_tokens: int = 64,
     ) -> None:
         self.pool = pool
         self.metrics = metrics
@@ -164,6 +166,12 @@ class Generator:
         # team (BENCHMARKS.md), the engine's own choice showed 2-12x more suggestions: it sees
         # exact token prefixes, its RAM prompt cache, and which slots are really idle.
         self.pin_slots = pin_slots
+        # A prompt mostly not cached on its replica waits (up to cold_hold seconds) for the
+        # replica to run nothing: llama-server puts a prefill chunk into the same forward pass
+        # as every running decode, so a cold prompt of a few hundred tokens stalls each
+        # suggestion in flight for its whole prefill. Measured on a typing team: BENCHMARKS.md.
+        self.cold_hold = cold_hold
+        self.cold_prompt_tokens = cold_prompt_tokens
         # A developer's newer editor request replaces their older ones (coderig.serve.supersede).
         self.supersession = Supersession() if supersede else None
         # fleet: awaited before routing; scale to zero (coderig.serve.idle) wakes replicas here.
@@ -210,6 +218,18 @@ class Generator:
         self.metrics.routed.labels(decision.reason).inc()
         self.router.record(decision, request.prompt, request.session)
         return decision
+
+    def hold_for(self, decision: RouteDecision, request: GenerationRequest) -> float:
+        """Seconds this request may wait for its replica to run nothing (0: none). What is
+        cached is the router's knowledge: the longest prefix of the prompt that replica has
+        computed, so with least-busy routing nothing is known and nothing is held."""
+        if not self.cold_hold or self.router.policy != "prefix":
+            return 0.0
+        cached_chars = self.router.computed_chars(decision.replica, request.prompt)
+        if self.count_tokens(request.prompt[cached_chars:]) <= self.cold_prompt_tokens:
+            return 0.0
+        self.metrics.cold_held.inc()
+        return self.cold_hold
 
     def _shed(self, ready: list[Replica]) -> OpenAIError:
         full = all(r.queued >= self.admission.max_queue for r in ready)
@@ -295,6 +315,7 @@ class Generator:
     async def _run_on(self, decision: RouteDecision, request: GenerationRequest):
         replica = decision.replica
         first_token_at: float | None = None
+        computed = False
         pieces = 0
         text_parts: list[str] = []
         finish_reason = "stop"
@@ -309,6 +330,7 @@ class Generator:
                 flow=flow,
                 pinned=pinned,
                 abandon=request.superseded,
+                hold=self.hold_for(decision, request),
             ) as slot:
                 self.router.record(decision, request.prompt, request.session, slot)
                 chunks = self.stream_from(replica, self.upstream_payload(request, slot))
@@ -325,6 +347,9 @@ class Generator:
                         choices = chunk.get("choices") or []
                         if not choices:
                             continue
+                        if not computed:  # the prompt is in the replica's cache now
+                            self.router.record_computed(replica, request.prompt)
+                            computed = True
                         choice = choices[0]
                         text = choice.get("text") or ""
                         if text:

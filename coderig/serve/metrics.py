@@ -113,6 +113,12 @@ class GatewayMetrics:
             ["reason"],
             registry=r,
         )
+        self.cold_held = Counter(
+            "coderig_cold_held_requests",
+            "Requests whose prompt was mostly not cached on their replica, held (--cold-hold) "
+            "until the replica ran nothing or the hold ran out.",
+            registry=r,
+        )
         self.prompt_cached_tokens = Counter(
             "coderig_prompt_cached_tokens",
             "Prompt tokens the engine reused from its cache instead of prefilling.",

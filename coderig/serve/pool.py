@@ -441,17 +441,19 @@ class ReplicaPool:
         flow: str = "",
         pinned: bool = True,
         abandon: asyncio.Event | None = None,
+        hold: float = 0.0,
     ) -> AsyncIterator[int]:
         """Hold one of ``replica``'s slots and yield its number: ``prefer`` when it is free,
         else the free one used longest ago. While all are busy, waiting requests get slots
         round-robin across ``flow`` (developer). ``pinned``: the request runs in exactly that
-        slot of the engine (``id_slot``); else the engine picks one. Raises
+        slot of the engine (``id_slot``); else the engine picks one. ``hold``: wait up to that
+        long for the replica to run nothing (:meth:`FairSlots.acquire`). Raises
         :class:`ReplicaLost` if it dies meanwhile, :class:`Abandoned` if ``abandon`` is set
         while it waits; the holder raises :class:`Abandoned` to leave a slot early."""
         lost = replica.lost
         replica.queued += 1
         try:
-            await _acquire_unless(replica.capacity, lost, flow, abandon)
+            await _acquire_unless(replica.capacity, lost, flow, abandon, hold)
         finally:
             replica.queued -= 1
         # The semaphore counts free slots, so one is free now.
@@ -540,17 +542,21 @@ class ReplicaPool:
 
 
 async def _acquire_unless(
-    semaphore: FairSlots, lost: asyncio.Event, flow: str, abandon: asyncio.Event | None
+    semaphore: FairSlots,
+    lost: asyncio.Event,
+    flow: str,
+    abandon: asyncio.Event | None,
+    hold: float = 0.0,
 ) -> None:
     """Acquire a slot, unless the replica is lost or the request is abandoned first."""
     if lost.is_set():
         raise ReplicaLost("replica is down")
     if abandon is not None and abandon.is_set():
         raise Abandoned("the request was abandoned before it was queued")
-    if not semaphore.locked(flow):
-        await semaphore.acquire(flow)
+    if not semaphore.locked(flow, hold):
+        await semaphore.acquire(flow, hold)
         return
-    acquire = asyncio.ensure_future(semaphore.acquire(flow))
+    acquire = asyncio.ensure_future(semaphore.acquire(flow, hold))
     stops = [asyncio.ensure_future(lost.wait())]
     if abandon is not None:
         stops.append(asyncio.ensure_future(abandon.wait()))

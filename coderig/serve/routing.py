@@ -71,6 +71,8 @@ class Router:
         self.max_imbalance = max_imbalance
         self._prefixes = _LRU(capacity)  # prefix hash -> (replica index, slot or None)
         self._sessions = _LRU(capacity // 10)  # session key -> (replica index, slot or None)
+        # prefix hash -> replica index, for prompts the replica has computed (not only admitted)
+        self._computed = _LRU(capacity)
         self._turn = -1
 
     def choose(
@@ -126,3 +128,20 @@ class Router:
             self._prefixes.put(digest, place)
         if session:
             self._sessions.put(session, place)
+
+    def record_computed(self, replica: Replica, prompt: str) -> None:
+        """The replica has computed this prompt (its first token came back), so its KV cache
+        holds it. Unlike :meth:`record`, which is called at admission, a request cancelled
+        while it waited for a slot leaves nothing here."""
+        if self.policy != "prefix":
+            return
+        for digest in prefix_hashes(prompt):
+            self._computed.put(digest, replica.index)
+
+    def computed_chars(self, replica: Replica, prompt: str) -> int:
+        """How much of ``prompt`` (in characters, whole blocks) ``replica`` has computed."""
+        hashes = prefix_hashes(prompt)
+        for position in range(len(hashes) - 1, -1, -1):
+            if self._computed.get(hashes[position]) == replica.index:
+                return (position + 1) * BLOCK_CHARS
+        return 0

@@ -47,6 +47,8 @@ def _seconds_or_off(value: Any) -> Any:
 Duration = Annotated[float, BeforeValidator(_seconds)]
 #: A duration that may be switched off: None, ``off`` or ``none`` mean no limit.
 DurationOrOff = Annotated[float | None, BeforeValidator(_seconds_or_off)]
+#: A wait that may be switched off: ``off`` or ``none`` mean 0 (no wait).
+DurationOffIsZero = Annotated[float, BeforeValidator(lambda v: _seconds_or_off(v) or 0.0)]
 
 
 def _also(flag: str, field: str) -> AliasChoices:
@@ -91,6 +93,11 @@ class ServeSettings(BaseModel):
     fair_queuing: bool = True
     share_slots: bool = True  # each developer at most its share of a replica's slots
     pin_slots: bool = False  # name the llama-server slot (id_slot) instead of letting it pick
+    # A request with more than cold_prompt_tokens of its prompt not cached on its replica waits
+    # up to cold_hold for the replica to run nothing (serve.generate). None: the engine's own
+    # default (1 s for llama-server, none for vLLM and external servers); 0 or "off": never.
+    cold_hold: DurationOffIsZero | None = Field(default=None, ge=0)
+    cold_prompt_tokens: int = Field(default=64, ge=0)
     # --- llama.cpp replicas (llama-server) --------------------------------------------
     llama_server: Path | None = None  # None: coderig's build, or one on PATH
     slots: int = Field(default=4, ge=1)  # requests one replica runs at once
