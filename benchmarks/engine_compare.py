@@ -66,9 +66,11 @@ def direct_llama_server(
     log_dir: Path,
     extra_args: list[str] | None = None,
     name: str = "llama-server (direct)",
+    binary: Path | None = None,
 ) -> Target:
-    """llama-server started with the command line `coderig serve` gives its replicas."""
-    found = find_llama_server(None)
+    """llama-server (``binary``, else the one `coderig serve` finds) started with the command
+    line `coderig serve` gives its replicas."""
+    found = find_llama_server(binary)
     if found is None:
         raise SystemExit("no llama-server: run `coderig engine build` first")
     port = free_port()
@@ -133,7 +135,7 @@ def one_request(client: httpx.Client, base_url: str, prompt: str, max_tokens: in
     }  # fmt: skip
     started = time.perf_counter()
     first = None
-    tokens = 0
+    tokens = prompt_tokens = 0
     texts: list[str] = []
     # A fresh connection per request, for every server alike: llama-server (this version)
     # closes a keep-alive connection after a streamed response without saying so, and the next
@@ -151,10 +153,12 @@ def one_request(client: httpx.Client, base_url: str, prompt: str, max_tokens: in
                 first = first or time.perf_counter() - started
             if chunk.get("usage"):
                 tokens = chunk["usage"]["completion_tokens"]
+                prompt_tokens = chunk["usage"].get("prompt_tokens", 0)
     return {
         "latency": time.perf_counter() - started,
         "ttft": first,
         "tokens": tokens,
+        "prompt_tokens": prompt_tokens,
         "text": "".join(texts),
         "prompt": prompt,
     }

@@ -11,10 +11,13 @@ import pytest
 from coderig.engines import llamacpp_build
 from coderig.engines.llamacpp import LlamaServerDialect, LlamaServerEngine
 from coderig.engines.llamacpp_build import (
+    CPU_LEVELS,
     PORTABLE_FLAGS,
     LlamaServerNotFound,
     build_dir,
     build_flags,
+    cpu_flags,
+    cpu_level,
     find_llama_server,
 )
 
@@ -38,11 +41,38 @@ def isolated(tmp_path, monkeypatch):
 
 def test_builds_are_portable_and_extra_cmake_flags_come_last(monkeypatch):
     monkeypatch.setenv("CODERIG_LLAMA_CMAKE_ARGS", "-DGGML_AVX2=ON -DGGML_NATIVE=ON")
-    flags = build_flags()
+    flags = build_flags("avx")
     assert set(PORTABLE_FLAGS) <= set(flags)
     assert "-DLLAMA_OPENSSL=OFF" in flags and "-DLLAMA_BUILD_UI=OFF" in flags
     # cmake keeps the last value of a repeated -D: the user's flags win.
     assert flags[-2:] == ["-DGGML_AVX2=ON", "-DGGML_NATIVE=ON"]
+
+
+CPUINFO = """processor\t: 0
+vendor_id\t: {vendor}
+flags\t\t: fpu sse sse2 ssse3 sse4_1 sse4_2 avx {flags}
+"""
+
+
+@pytest.mark.parametrize(
+    ("vendor", "flags", "level"),
+    [
+        ("GenuineIntel", "", "avx"),  # a Sandy Bridge, or an EPYC VM that hides AVX2
+        ("AuthenticAMD", "fma f16c avx2 bmi2", "avx2"),  # EPYC Zen 2-3
+        ("GenuineIntel", "fma f16c avx2 bmi2 avx512f avx512bw avx512vl avx512_vnni", "avx2"),
+        ("GenuineIntel", "fma f16c avx2", "avx"),  # no BMI2: not quite x86-64-v3
+    ],
+)
+def test_the_build_targets_the_highest_level_this_cpu_has(tmp_path, vendor, flags, level):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(CPUINFO.format(vendor=vendor, flags=flags))
+    assert cpu_level(cpu_flags(cpuinfo)) == level
+    # every level is a build of its own: a CPU never finds another level's binary
+    assert len({build_dir("0.3.36", build_flags(name)) for name in CPU_LEVELS}) == len(CPU_LEVELS)
+
+
+def test_a_cpu_that_reports_no_flags_gets_the_oldest_level(tmp_path):
+    assert cpu_level(cpu_flags(tmp_path / "missing")) == "avx"  # not Linux, or not x86
 
 
 def test_the_build_cache_is_keyed_by_version_and_flags(isolated):

@@ -9,11 +9,13 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from coderig.engines.llamacpp_build import (
+    CPU_LEVELS,
     LlamaServerBinary,
     LlamaServerNotFound,
     build_dir,
     build_flags,
     build_llama_server,
+    cpu_level,
     ensure_llama_server,
     find_llama_server,
     llama_cpp_version,
@@ -76,18 +78,25 @@ def engine() -> None:
 
 @engine.command()
 @click.option("--force", is_flag=True, help="Rebuild even when a cached build exists.")
-def build(force: bool) -> None:
+@click.option(
+    "--level",
+    type=click.Choice(list(CPU_LEVELS)),
+    default=None,
+    help="Instruction-set level to build for [default: the highest this CPU has]. A build for "
+    "a level this CPU lacks is cached, but `coderig serve` here never picks it.",
+)
+def build(force: bool, level: str | None) -> None:
     """Build llama-server from the installed llama-cpp-python's sources, into the cache."""
     console = Console(stderr=True)
     try:
         if not force:
-            cached = build_dir() / "llama-server"
+            cached = build_dir(flags=build_flags(level)) / "llama-server"
             if cached.exists():
                 console.print(f"llama-server already built: {cached}")
                 return
         console.print(f"building llama-server (llama-cpp-python {llama_cpp_version()})")
         with _build_progress(console) as report:
-            path = build_llama_server(progress=report, force=force)
+            path = build_llama_server(progress=report, force=force, level=level)
     except LlamaServerNotFound as exc:
         raise click.ClickException(str(exc)) from exc
     console.print(f"built {path}")
@@ -102,6 +111,7 @@ def info(explicit: Path | None) -> None:
     except LlamaServerNotFound as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"llama-cpp-python: {llama_cpp_version()}")
+    click.echo(f"CPU level:        {cpu_level()} (the highest of {', '.join(CPU_LEVELS)})")
     click.echo(f"build flags:      {' '.join(build_flags())}")
     click.echo(f"cache:            {build_dir()}")
     if found is None:

@@ -40,10 +40,27 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
-# Any x86-64 CPU with AVX + FMA, like the README's llama-cpp-python build: a native build is
-# faster where it was built but dies with SIGILL on older CPUs, and on some VMs that advertise
-# AMX without enabling it with SIGSEGV. Extra flags: $CODERIG_LLAMA_CMAKE_ARGS.
-PORTABLE_FLAGS = ("-DGGML_NATIVE=OFF", "-DGGML_AVX2=OFF", "-DGGML_BMI2=OFF")
+# Never a native build: it dies with SIGILL on an older CPU that shares the cache (a home on
+# NFS, a copied image), and on some VMs that advertise AMX without enabling it with SIGSEGV.
+# Instead one of two x86-64 instruction-set levels, the highest this CPU has (`cpu_level`);
+# each is cached apart, so a CPU only ever runs a build of its own level. AVX-512 (with VNNI)
+# measured no faster than AVX2 for SmolLM2 on a 2-core Xeon (BENCHMARKS.md), so it is no level.
+# Extra flags: $CODERIG_LLAMA_CMAKE_ARGS.
+PORTABLE_FLAGS = ("-DGGML_NATIVE=OFF", "-DGGML_AVX2=OFF", "-DGGML_BMI2=OFF")  # AVX + FMA
+#: level -> (the CPU flags it needs, as /proc/cpuinfo names them; its cmake flags), best first
+CPU_LEVELS: dict[str, tuple[frozenset[str], tuple[str, ...]]] = {
+    "avx2": (
+        frozenset({"avx", "avx2", "fma", "f16c", "bmi2"}),
+        (
+            "-DGGML_NATIVE=OFF",
+            "-DGGML_AVX2=ON",
+            "-DGGML_FMA=ON",
+            "-DGGML_F16C=ON",
+            "-DGGML_BMI2=ON",
+        ),
+    ),
+    "avx": (frozenset(), PORTABLE_FLAGS),
+}
 # The server alone, statically linked, with no network at build time (the web UI would be
 # fetched from Hugging Face) and none at run time (no HTTPS client).
 SERVER_ONLY_FLAGS = (
@@ -97,9 +114,32 @@ def llama_cpp_version() -> str:
         ) from exc
 
 
-def build_flags() -> list[str]:
+def cpu_flags(cpuinfo: str | Path = "/proc/cpuinfo") -> frozenset[str]:
+    """The instruction-set flags the kernel reports for this CPU (empty where it reports none:
+    not Linux, not x86)."""
+    try:
+        with open(cpuinfo, encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return frozenset(line.partition(":")[2].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+def cpu_level(flags: frozenset[str] | None = None) -> str:
+    """The highest level of :data:`CPU_LEVELS` whose instructions this CPU has. Measured on a
+    2-core Xeon (BENCHMARKS.md), SmolLM2 prefills 17 % and decodes 27 % faster built for AVX2
+    than for AVX; a level the CPU lacks would die with SIGILL, which is why it is never
+    guessed."""
+    flags = cpu_flags() if flags is None else flags
+    return next(level for level, (needs, _) in CPU_LEVELS.items() if needs <= flags)
+
+
+def build_flags(level: str | None = None) -> list[str]:
+    """cmake flags for this CPU's level (``level`` to choose another), then the user's."""
     extra = shlex.split(os.environ.get("CODERIG_LLAMA_CMAKE_ARGS", ""))
-    return [*SERVER_ONLY_FLAGS, *PORTABLE_FLAGS, *extra]
+    return [*SERVER_ONLY_FLAGS, *CPU_LEVELS[level or cpu_level()][1], *extra]
 
 
 def cache_root() -> Path:
@@ -143,13 +183,16 @@ def ensure_llama_server(
     return LlamaServerBinary(build_llama_server(progress=progress), "built")
 
 
-def build_llama_server(progress: Progress | None = None, *, force: bool = False) -> Path:
-    """Build ``llama-server`` from the installed llama-cpp-python's sdist into the cache.
+def build_llama_server(
+    progress: Progress | None = None, *, force: bool = False, level: str | None = None
+) -> Path:
+    """Build ``llama-server`` from the installed llama-cpp-python's sdist into the cache, for
+    this CPU's level or ``level`` (for another machine's CPU, or to compare).
 
     Safe to call from several processes at once: one builds, the others wait for its result.
     """
     version = llama_cpp_version()
-    flags = build_flags()
+    flags = build_flags(level)
     target_dir = build_dir(version, flags)
     target_dir.mkdir(parents=True, exist_ok=True)
     binary = target_dir / BINARY
