@@ -257,12 +257,24 @@ def gateway_holds() -> dict:
     }
 
 
+def admission() -> dict:
+    """``coderig serve``'s default admission control, which sheds an attack past the knee
+    (``--max-queue``, ``--max-queue-wait``)."""
+    from coderig.serve.settings import ServeSettings
+
+    fields = ServeSettings.model_fields
+    return {
+        "max_queue": fields["max_queue"].default,
+        "max_queue_wait": fields["max_queue_wait"].default,
+    }
+
+
 def predict_local(probe: LocalProbe, workload: Workload) -> Prediction:
     """Simulate ``workload`` on one llama-server replica as ``coderig serve`` runs it here."""
     step = local_step_model(probe)
     limits = probe.limits()
     kv_tokens = limits["kv_capacity_tokens"]
-    result = simulate(step, workload, replicas=1, **limits, **gateway_holds())
+    result = simulate(step, workload, replicas=1, **limits, **gateway_holds(), **admission())
     deployment = Deployment(LOCAL, probe.model_name, probe.ftype.lower(), 1, 1)
     fit = Fit(
         gpu=LOCAL,

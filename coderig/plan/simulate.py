@@ -118,6 +118,8 @@ class SimResult:
     frontend_utilization: float = 0.0
     #: Requests preempted for KV-cache space (and recomputed later), over all replicas.
     preemptions: int = 0
+    #: Requests the gateway's admission control refused (429) instead of queueing them.
+    shed: int = 0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -173,6 +175,8 @@ class _Replica:
         "frontend_free",
         "frontend_busy",
         "prefilled",
+        "since",
+        "service",
     )
 
     def __init__(self, model: StepModel, budget: int, max_seqs: int, kv_capacity: int) -> None:
@@ -199,6 +203,8 @@ class _Replica:
         self.frontend_free = 0.0  # when the API-server process has caught up
         self.frontend_busy = 0.0
         self.prefilled = 0  # prompt tokens computed (not found cached), recomputation included
+        self.since: dict[int, float] = {}  # running request -> when it got its slot
+        self.service: deque[float] = deque(maxlen=64)  # slot times of recent finished requests
 
     def has_work(self) -> bool:
         return self.batch > 0 or bool(self.prefilling) or bool(self.waiting)
@@ -217,12 +223,15 @@ def simulate(
     block_size: int = 16,
     cold_tokens: int | None = None,
     cold_hold: float = 0.0,
+    max_queue: int | None = None,
+    max_queue_wait: float | None = None,
 ) -> SimResult:
     """Run the attack through ``replicas`` identical replicas and summarise latencies.
 
     ``abort_after``: stop early (``aborted=True``) once any request has waited that many
     seconds without finishing; the replica search uses it to give up on hopeless counts fast.
-    ``cold_tokens``/``cold_hold``: the gateway holds cold prompts (:func:`simulate_requests`).
+    ``cold_tokens``/``cold_hold``: the gateway holds cold prompts; ``max_queue``/
+    ``max_queue_wait``: its admission control sheds load (:func:`simulate_requests`).
 
     Each replica has two servers in series. The engine (GPU plus the engine-core process that
     schedules it) runs the steps; the API-server process then turns every token a step
@@ -274,6 +283,8 @@ def simulate(
         shared=shared,
         cold_tokens=cold_tokens,
         cold_hold=cold_hold,
+        max_queue=max_queue,
+        max_queue_wait=max_queue_wait,
     )
     return run.summary(max(float(arrivals[-1]), workload.duration, 1e-9))
 
@@ -317,6 +328,8 @@ class Run:
     prefilled: int = 0
     steps: int = 0  # engine steps (forward passes), all replicas
     busy: float = 0.0  # engine seconds spent in steps, all replicas
+    #: refused by the gateway's admission control (never run)
+    shed: np.ndarray | None = None
 
     @property
     def answered(self) -> np.ndarray:
@@ -354,6 +367,7 @@ class Run:
             aborted=self.aborted,
             frontend_utilization=self.frontend_busy / span,
             preemptions=self.preemptions,
+            shed=int(self.shed.sum()) if self.shed is not None else 0,
         )
 
 
@@ -372,6 +386,8 @@ def simulate_requests(
     shared: int = 0,
     cold_tokens: int | None = None,
     cold_hold: float = 0.0,
+    max_queue: int | None = None,
+    max_queue_wait: float | None = None,
 ) -> Run:
     """The simulator of :func:`simulate` on an explicit, possibly cancelled, request list.
 
@@ -381,6 +397,11 @@ def simulate_requests(
     ``cold_tokens``/``cold_hold``: a request with more than ``cold_tokens`` of its prompt not
     cached waits up to ``cold_hold`` seconds for the replica to run nothing, while the others
     go first (coderig serve's ``--cold-prompt-tokens`` and ``--cold-hold``; None: no hold).
+    ``max_queue``/``max_queue_wait``: coderig serve's admission control (``--max-queue``,
+    ``--max-queue-wait``) as it works for one client: a request that finds ``max_queue``
+    waiting, or whose wait serve estimates above ``max_queue_wait`` (once every slot is busy:
+    the requests queued ahead plus one, times the median slot time of the last 64 requests
+    that finished, over the slots), is refused at once and never runs.
     """
     arrivals = requests.arrival
     n = len(arrivals)
@@ -449,6 +470,22 @@ def simulate_requests(
         rep.waiting.appendleft(req)
         rep.preemptions += 1
         return True
+
+    def finished(rep: _Replica, req: int, at: float) -> None:
+        since = rep.since.pop(req, None)
+        if since is not None:
+            rep.service.append(at - since)
+
+    def admits(rep: _Replica) -> bool:
+        """coderig serve's ``Admission.admits`` for a request of the one client."""
+        if max_queue is not None and len(rep.waiting) >= max_queue:
+            return False
+        if max_queue_wait is None or rep.batch + len(rep.prefilling) < rep.max_seqs:
+            return True
+        if not rep.service:
+            return True
+        typical = sorted(rep.service)[len(rep.service) // 2]
+        return (len(rep.waiting) + 1) * typical / rep.max_seqs <= max_queue_wait
 
     def cached_for(rep: _Replica, req: int) -> int:
         """Prompt tokens of ``req`` the replica finds in its cache if admitted now."""
@@ -557,6 +594,7 @@ def simulate_requests(
                 else:
                     rep.waiting.remove(req)
                 rep.admitted += 1
+                rep.since[req] = rep.now
                 phase[req] = _PREFILL
                 admissions[req] += 1
                 rep.order.append((req, admissions[req]))
@@ -603,6 +641,7 @@ def simulate_requests(
                 continue  # preempted since; its new entry (if any) is elsewhere in the heap
             end[req] = delivered
             phase[req] = _DONE
+            finished(rep, req, delivered)
             del dec_entry[req]
             rep.batch -= 1
             rep.base_sum -= base
@@ -617,6 +656,7 @@ def simulate_requests(
             if produced >= outputs[req]:
                 end[req] = delivered
                 phase[req] = _DONE
+                finished(rep, req, delivered)
                 rep.outstanding -= 1
             else:
                 base = target + 1 - k
@@ -634,6 +674,7 @@ def simulate_requests(
             rep.now = until
 
     cancelled = np.zeros(n, dtype=bool)
+    shed = np.zeros(n, dtype=bool)
     where: list[_Replica] = [reps[0]] * n  # the replica each request went to
 
     def cancel(req: int) -> None:
@@ -657,6 +698,7 @@ def simulate_requests(
             rep.base_sum -= base
         phase[req] = _DONE
         cancelled[req] = True
+        rep.since.pop(req, None)
         rep.outstanding -= 1
 
     cancel_at = (
@@ -693,6 +735,10 @@ def simulate_requests(
         if not rep.has_work():
             rep.now = max(rep.now, t)
         where[i] = rep
+        if not admits(rep):
+            shed[i] = True
+            phase[i] = _DONE
+            continue
         rep.waiting.append(i)
         rep.outstanding += 1
         if len(rep.waiting) > max_waiting:
@@ -728,4 +774,5 @@ def simulate_requests(
         prefilled=sum(r.prefilled for r in reps),
         steps=sum(r.step for r in reps),
         busy=busy,
+        shed=shed,
     )
