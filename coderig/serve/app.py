@@ -227,6 +227,8 @@ def create_app(gateway: Gateway, *, manage_lifecycle: bool = True) -> FastAPI:
         replicas = [r.snapshot() for r in gateway.pool.replicas]
         ok = any(r.state == ReplicaState.READY for r in gateway.pool.replicas)
         body: dict[str, Any] = {"ready": ok, "replicas": replicas}
+        if gateway.pool.running_replicas is not None:  # Ray Serve: the engines it runs now
+            body["running_replicas"] = gateway.pool.running_replicas
         if gateway.idle is not None:  # scaled to zero is ready: the next request cold-starts
             body["state"] = gateway.idle.state
             ok = body["ready"] = ok or gateway.idle.serves_when_cold

@@ -186,6 +186,10 @@ StateListener = Callable[[Replica], None]
 class ReplicaPool:
     """All replicas of one model, supervised."""
 
+    #: Engine replicas running behind the pool where something else runs them (Ray Serve
+    #: scales them, to zero too); None where the pool's replicas are the engines themselves.
+    running_replicas: int | None = None
+
     def __init__(
         self,
         engine: Engine,
