@@ -20,7 +20,7 @@ import tempfile
 from pathlib import Path
 
 from common import machine_line
-from engine_compare import closed_loop, direct_llama_server, prompts
+from engine_compare import closed_loop_header, direct_llama_server, interleaved_rounds, prompts
 
 from coderig.engines.llamacpp_build import BINARY, CPU_LEVELS, build_dir, build_flags, cpu_level
 
@@ -42,30 +42,14 @@ def main() -> None:
     if missing:
         raise SystemExit(f"no build for {missing}: run `coderig engine build --level L` first")
     print(f"# {machine_line()}; this CPU's level: {cpu_level()}")
-    print(
-        f"# closed loop, {args.rounds} rounds x {args.requests} requests per client, "
-        f"~450-token prompts, {args.max_tokens} tokens (ignore_eos), slots {args.slots}, "
-        f"threads {args.threads}"
-    )
+    print(closed_loop_header(args))
     pool = prompts(sum(c * args.requests for c in client_counts) * args.rounds)
     work_dir = Path(tempfile.mkdtemp(prefix="cpu-levels-"))
     targets = [
         direct_llama_server(args.slots, args.threads, work_dir, name=level, binary=path)
         for level, path in binaries.items()
     ]
-    runs: dict[tuple[str, int], list[dict]] = {}
-    try:
-        for round_index in range(args.rounds):
-            for clients in client_counts:
-                work = [pool.pop() for _ in range(clients * args.requests)]
-                shift = round_index % len(targets)
-                for target in targets[shift:] + targets[:shift]:
-                    run = closed_loop(target, work, clients, args.max_tokens)
-                    runs.setdefault((target.name, clients), []).extend(run["results"])
-                    print(f"# round {round_index + 1} {target.name} x{clients}: {run['wall']:.1f}s")
-    finally:
-        for target in targets:
-            target.stop()
+    runs, _ = interleaved_rounds(targets, pool, client_counts, args)
     print()
     print("| level | clients | requests | p50 | prefill tokens/s | decode tokens/s | p50 vs avx "
           "| prefill vs avx | decode vs avx |")  # fmt: skip

@@ -221,30 +221,7 @@ def main() -> None:
     targets.append(coderig_serve("coderig serve", ["--slots", str(args.slots)]))
     if args.previous != "none":
         targets.append(previous_serve(args.previous, work_dir))
-    runs: dict[tuple[str, int], list[dict]] = {}
-    walls: dict[tuple[str, int], float] = {}
-    try:
-        for round_index in range(args.rounds):
-            for clients in client_counts:
-                work = [pool.pop() for _ in range(clients * args.requests)]
-                order = (
-                    targets[round_index % len(targets) :] + targets[: round_index % len(targets)]
-                )
-                for target in order:
-                    run = closed_loop(target, work, clients, args.max_tokens)
-                    if run["errors"]:
-                        print(f"# {target.name} x{clients}: errors {run['errors'][:3]}")
-                    runs.setdefault((target.name, clients), []).extend(run["results"])
-                    walls[(target.name, clients)] = (
-                        walls.get((target.name, clients), 0.0) + run["wall"]
-                    )
-                    print(
-                        f"# round {round_index + 1} {target.name} x{clients}: "
-                        f"{len(run['results'])} in {run['wall']:.1f}s"
-                    )
-    finally:
-        for target in targets:
-            target.stop()
+    runs, walls = interleaved_rounds(targets, pool, client_counts, args)
     print()
     columns = "server clients requests req/s p50 p90 TTFT_p50 req/s_vs_direct p50_vs_direct"
     print("| " + " | ".join(c.replace("_", " ") for c in columns.split()) + " |")
@@ -266,6 +243,46 @@ def main() -> None:
                 f"{statistics.median(ttfts):.2f} s | {rate / base_rate:.2f}x | "
                 f"{statistics.median(latencies) / base_p50:.2f}x |"
             )
+
+
+def closed_loop_header(args) -> str:
+    """The comment line that says how a closed-loop comparison ran."""
+    return (
+        f"# closed loop, {args.rounds} rounds x {args.requests} requests per client, "
+        f"~450-token prompts, {args.max_tokens} tokens (ignore_eos), slots {args.slots}, "
+        f"threads {args.threads}"
+    )
+
+
+def interleaved_rounds(
+    targets: list[Target], pool: list[str], client_counts: list[int], args
+) -> tuple[dict[tuple[str, int], list[dict]], dict[tuple[str, int], float]]:
+    """Every target takes the same prompts, round by round and client count by client count,
+    the first target of a round rotating (a shared machine's drift falls on all alike); the
+    targets are stopped at the end. Returns the results and wall seconds per (target, clients).
+    """
+    runs: dict[tuple[str, int], list[dict]] = {}
+    walls: dict[tuple[str, int], float] = {}
+    try:
+        for round_index in range(args.rounds):
+            for clients in client_counts:
+                work = [pool.pop() for _ in range(clients * args.requests)]
+                shift = round_index % len(targets)
+                for target in targets[shift:] + targets[:shift]:
+                    run = closed_loop(target, work, clients, args.max_tokens)
+                    if run["errors"]:
+                        print(f"# {target.name} x{clients}: errors {run['errors'][:3]}")
+                    key = (target.name, clients)
+                    runs.setdefault(key, []).extend(run["results"])
+                    walls[key] = walls.get(key, 0.0) + run["wall"]
+                    print(
+                        f"# round {round_index + 1} {target.name} x{clients}: "
+                        f"{len(run['results'])} in {run['wall']:.1f}s"
+                    )
+    finally:
+        for target in targets:
+            target.stop()
+    return runs, walls
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ import tempfile
 from pathlib import Path
 
 from common import machine_line
-from engine_compare import closed_loop, direct_llama_server, prompts
+from engine_compare import closed_loop_header, direct_llama_server, interleaved_rounds, prompts
 
 
 def main() -> None:
@@ -41,11 +41,7 @@ def main() -> None:
     client_counts = [int(c) for c in args.clients.split(",")]
     kinds = ["none", *[t for t in args.types.split(",") if t]]
     print(f"# {machine_line()}")
-    print(
-        f"# closed loop, {args.rounds} rounds x {args.requests} requests per client, "
-        f"~450-token prompts, {args.max_tokens} tokens (ignore_eos), slots {args.slots}, "
-        f"threads {args.threads}"
-    )
+    print(closed_loop_header(args))
     pool = prompts(sum(c * args.requests for c in client_counts) * args.rounds)
     work_dir = Path(tempfile.mkdtemp(prefix="speculative-"))
     targets = [
@@ -58,22 +54,7 @@ def main() -> None:
         )  # fmt: skip
         for kind in kinds
     ]
-    runs: dict[tuple[str, int], list[dict]] = {}
-    walls: dict[tuple[str, int], float] = {}
-    try:
-        for round_index in range(args.rounds):
-            for clients in client_counts:
-                work = [pool.pop() for _ in range(clients * args.requests)]
-                shift = round_index % len(targets)
-                for target in targets[shift:] + targets[:shift]:
-                    run = closed_loop(target, work, clients, args.max_tokens)
-                    key = (target.name, clients)
-                    runs.setdefault(key, []).extend(run["results"])
-                    walls[key] = walls.get(key, 0.0) + run["wall"]
-                    print(f"# round {round_index + 1} {target.name} x{clients}: {run['wall']:.1f}s")
-    finally:
-        for target in targets:
-            target.stop()
+    runs, walls = interleaved_rounds(targets, pool, client_counts, args)
     print()
     print("| --spec-type | clients | requests | p50 | tokens/s per request | p50 vs none "
           "| req/s vs none | same text as none |")  # fmt: skip
