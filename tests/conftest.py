@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 import pytest
@@ -7,6 +8,15 @@ import pytest
 from coderig.models import embedded_model_path
 from tests.support.fim_gguf import make_fim_model
 from tests.support.server import RunningServer, start_server
+
+
+def pytest_configure(config) -> None:
+    """Ctrl-C reaches the processes the tests start, as it does from a terminal. A shell that
+    starts pytest in the background (``cmd &`` in a script, ``nohup``) leaves SIGINT ignored,
+    every child inherits that, and the tests that stop a child with SIGINT (``bench attack``'s
+    Ctrl-C, ``coderig serve``'s shutdown) would then wait for it in vain."""
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="session")
