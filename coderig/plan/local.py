@@ -175,26 +175,74 @@ def local_step_model(probe: LocalProbe) -> StepModel:
     """The roofline with this CPU's achieved speeds and no fitted factor.
 
     Four unknowns, four measurements, so the step model gives each measurement back: compute
-    speed (FLOP/s) from the lone prompt; the weight read (bytes/s) from a lone decode step at a
-    short context; the cost of each token of context a decode step attends (the KV cache
-    read) from the same step at a long context; and what each running sequence adds from all
-    slots decoding at once. A decode step is ``max(GEMM compute, weight read) + attention +
-    per-sequence cost``; they are solved together by a few rounds of substitution (each
-    depends on the others only weakly).
+    speed (FLOP/s) from the lone prompt; the weight read from a lone decode step at a short
+    context; the cost of each token of context a decode step attends (the KV cache read) from
+    the same step at a long context; and what each running sequence adds from all slots
+    decoding at once.
+
+    How the weight read and the GEMMs' compute combine is read from the same measurements. A
+    GPU streams the weights while its tensor cores compute, so a step takes the larger of the
+    two. llama.cpp on a CPU mostly does not: each token a step adds costs its dot products on
+    top of the weight read. Measured here (2-core Xeon, SmolLM2, 2026-12-05): 1, 2, 3 and 4
+    decodes at once took 10.4, 14.9, 20.8 and 22.9 ms, which the larger-of-two form puts at
+    10.1, 12.0, 16.8 and 22.4 ms and the sum at 10.4, 14.6, 18.8 and 23.0; a prompt's 30
+    tokens joining a decode took 102 ms, against 96 and 99 ms. So the sum is taken
+    (:attr:`StepModel.overlap` off), unless all slots decoding at once cost less than it
+    allows even with no per-sequence cost: then this CPU hides compute under the weight read,
+    and the larger-of-two form is solved instead.
 
     The KV read is kept apart from the weight read because llama.cpp reads its f16 KV cache
-    far less efficiently than its weights (about 7 ns per cached token per step for SmolLM2 on
+    far less efficiently than its weights (about 5 ns per cached token per step for SmolLM2 on
     a 2-core Xeon, where the weights' bandwidth would say 1.6 ns): it is expressed as the
     effective bytes read per token of context at the weights' bandwidth.
     """
+    return _additive_step_model(probe) or _overlapped_step_model(probe)
+
+
+def _decode_per_pair(probe: LocalProbe) -> float:
+    """Seconds per (sequence, context token) of a decode step: the KV read."""
+    one, context = probe.decode_step_s[1], probe.decode_context()
+    if probe.decode_long_s > one and probe.decode_long_context > context:
+        return (probe.decode_long_s - one) / (probe.decode_long_context - context)
+    return 0.0
+
+
+def _additive_step_model(probe: LocalProbe) -> StepModel | None:
+    """A step is ``weight read + tokens x compute + attention + sequences x per-sequence
+    cost``: linear, so the four equations are solved in turn. None when the measurements
+    need a negative per-sequence cost (compute hidden under the weight read)."""
+    model, dtype = probe.model(), probe.dtype()
+    m = StepModel(_unit_gpu(probe), model, dtype, Factors(1.0, 1.0, 0.0, 0.0, 0.0, 0.0))
+    p, context = probe.prefill_tokens, probe.decode_context()
+    one, b = probe.decode_step_s[1], max(probe.decode_step_s)
+    per_pair = _decode_per_pair(probe)
+    # The lone prompt less the lone decode step: p - 1 more tokens' GEMMs and the prompt's
+    # attention (compute-bound: every pair's FLOPs), less the decode's KV read.
+    prompt_flops = m.flops_per_token * (p - 1) + m.flops_per_pair * p * (p + 1) / 2
+    flops_per_s = prompt_flops / max(probe.prefill_s - one + per_pair * context, one)
+    per_decode = (m.flops_per_token + m.flops_per_logit) / flops_per_s
+    per_seq = 0.0
+    if b > 1:
+        per_seq = (probe.decode_step_s[b] - one) / (b - 1) - per_decode - per_pair * context
+        if per_seq < 0:
+            return None
+    weights_s = one - per_decode - per_pair * context - per_seq
+    if weights_s <= 0:
+        return None
+    step = _local_step(probe, flops_per_s, m.weight_bytes / weights_s, per_seq, per_pair)
+    step.overlap = False
+    return step
+
+
+def _overlapped_step_model(probe: LocalProbe) -> StepModel:
+    """A step is ``max(GEMM compute, weight read) + attention + per-sequence cost``, solved by
+    a few rounds of substitution (each unknown depends on the others only weakly)."""
     model, dtype = probe.model(), probe.dtype()
     m = StepModel(_unit_gpu(probe), model, dtype, Factors(1.0, 1.0, 0.0, 0.0, 0.0, 0.0))
     p, context = probe.prefill_tokens, probe.decode_context()
     one = probe.decode_step_s[1]
     b = max(probe.decode_step_s)
-    per_pair = 0.0  # seconds per (sequence, context token) of a decode step
-    if probe.decode_long_s > one and probe.decode_long_context > context:
-        per_pair = (probe.decode_long_s - one) / (probe.decode_long_context - context)
+    per_pair = _decode_per_pair(probe)
     per_seq, weights_s, flops_per_s = 0.0, one, 1.0
     bytes_per_s = m.weight_bytes / one
     for _ in range(8):
@@ -218,6 +266,12 @@ def local_step_model(probe: LocalProbe) -> StepModel:
             per_seq = max(0.0, per_seq)
         weights_s = max(one - attention(1) - per_seq, gemm_1)
         bytes_per_s = m.weight_bytes / weights_s
+    return _local_step(probe, flops_per_s, bytes_per_s, per_seq, per_pair)
+
+
+def _local_step(
+    probe: LocalProbe, flops_per_s: float, bytes_per_s: float, per_seq: float, per_pair: float
+) -> StepModel:
     gpu = _unit_gpu(probe, tflops=flops_per_s / 1e12, bandwidth_gbps=bytes_per_s / 1e9)
     factors = Factors(
         bandwidth_efficiency=1.0,
@@ -227,7 +281,9 @@ def local_step_model(probe: LocalProbe) -> StepModel:
         request_overhead_ms=probe.request_overhead_s * 1e3,
         frontend_us_per_token=0.0,  # llama-server streams from the process that decodes
     )
-    step = StepModel(gpu, model, dtype, factors, kv_bytes_per_element=KV_BYTES_PER_ELEMENT)
+    step = StepModel(
+        gpu, probe.model(), probe.dtype(), factors, kv_bytes_per_element=KV_BYTES_PER_ELEMENT
+    )
     step.kv_bytes_per_token = max(step.kv_bytes_per_token, per_pair * bytes_per_s)
     return step
 

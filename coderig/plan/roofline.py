@@ -92,6 +92,11 @@ class StepModel:
         self.per_seq_s = factors.per_seq_overhead_us * 1e-6
         self.request_overhead_s = factors.request_overhead_ms * 1e-3
         self.frontend_s_per_token = factors.frontend_us_per_token * 1e-6
+        #: A GPU streams the weights while its tensor cores compute, so a step's GEMMs take the
+        #: larger of the two (``max``). llama.cpp on a CPU does not hide one under the other:
+        #: each token a step adds costs its dot products on top of the weight read (measured by
+        #: ``coderig plan probe``: 1-4 decodes at once grow ~linearly, not flat then linear).
+        self.overlap = True
         if tp > 1:
             # Ring all-reduce moves 2 (tp-1)/tp of the activations over each GPU's link, twice
             # per layer (after attention and after the MLP).
@@ -120,10 +125,11 @@ class StepModel:
         kv_tokens_read  tokens of KV cache read (each sequence's context) plus those written
         seqs            sequences in the step
         """
-        gemm = max(
-            (self.flops_per_token * tokens + self.flops_per_logit * logits) / self.gemm_flops_per_s,
-            self.weight_bytes / self.bytes_per_s,
+        compute = (self.flops_per_token * tokens + self.flops_per_logit * logits) / (
+            self.gemm_flops_per_s
         )
+        weights = self.weight_bytes / self.bytes_per_s
+        gemm = max(compute, weights) if self.overlap else compute + weights
         attention = max(
             self.flops_per_pair * attn_pairs / self.attn_flops_per_s,
             self.kv_bytes_per_token * kv_tokens_read / self.bytes_per_s,
@@ -135,7 +141,8 @@ class StepModel:
         """Constants of a decode-only step, for the simulator's fast path.
 
         With ``b`` decodes attending ``pairs`` tokens in total, :meth:`step_time` reduces to
-        ``max(per_decode * b, weights) + per_pair * pairs + per_seq * b + fixed``.
+        ``max(per_decode * b, weights) + per_pair * pairs + per_seq * b + fixed`` (the sum of
+        the first two where the weight read does not overlap compute: :attr:`overlap`).
         """
         per_decode = (self.flops_per_token + self.flops_per_logit) / self.gemm_flops_per_s
         weights = self.weight_bytes / self.bytes_per_s

@@ -434,6 +434,7 @@ def simulate_requests(
     aborted = False
 
     per_decode, weights_s, per_pair, per_seq_s, fixed_s = step_model.decode_constants()
+    overlap = step_model.overlap
 
     def kv_used(rep: _Replica, extra_seqs: int = 0) -> float:
         return _kv_used(
@@ -523,12 +524,11 @@ def simulate_requests(
         if decode_only and rep.step < rep.kv_safe_until:
             # Decode-only step (most steps): step_time() folded into its constants.
             gemm = per_decode * batch
-            dt = (
-                (gemm if gemm > weights_s else weights_s)
-                + per_pair * pairs
-                + per_seq_s * batch
-                + fixed_s
-            )
+            if not overlap:
+                gemm += weights_s
+            elif gemm < weights_s:
+                gemm = weights_s
+            dt = gemm + per_pair * pairs + per_seq_s * batch + fixed_s
             emitted = batch
         else:
             rep.kv_safe_until = 0  # the batch may change in this step: check the next one
