@@ -164,6 +164,26 @@ def on_fresh_server(run, config, path: str = ""):
         server.stop()
 
 
+def completion_lengths(results: list[dict], asked: int) -> tuple[int, list[int]]:
+    """How long each suggestion of the run came out, in the script's order (the simulated
+    team sends the same requests: same traffic code, same seed). A suggestion the next
+    keystroke cancelled was cut by it, which the simulation does itself, so it gets the mean
+    length of those that finished; so does one the engine reported no count for."""
+    ordered = sorted(results, key=lambda r: r["scheduled"])
+    finished = [
+        r["completion_tokens"]
+        for r in ordered
+        if r["outcome"] != "cancelled" and r.get("completion_tokens")
+    ]
+    mean = round(statistics.mean(finished)) if finished else asked
+    return mean, [
+        r["completion_tokens"]
+        if r["outcome"] != "cancelled" and r.get("completion_tokens")
+        else mean
+        for r in ordered
+    ]
+
+
 def check_typing(probes: Probes, teams: list[int], args) -> None:
     from coderig.bench.typing import TypingConfig, run_typing
     from coderig.bench.typing_report import summarize_typing
@@ -194,12 +214,11 @@ def check_typing(probes: Probes, teams: list[int], args) -> None:
         )
         s = summarize_typing(header_, results)
         shown = [r for r in results if r["outcome"] == "shown"]
-        tokens = [r["completion_tokens"] for r in results if r.get("completion_tokens")]
-        out = round(statistics.mean(tokens)) if tokens else args.typing_max_tokens
+        out, outputs = completion_lengths(results, args.typing_max_tokens)
         predicted = [
             predict_typing(
                 local_engine(probe), developers, args.typing_duration, config.typing_params(),
-                max_tokens=out, seed=config.seed,
+                max_tokens=out, seed=config.seed, outputs=outputs,
             )[1]
             for probe in both
         ]  # fmt: skip

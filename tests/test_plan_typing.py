@@ -16,7 +16,7 @@ from coderig.cli import main
 from coderig.models import embedded_model_path
 from coderig.plan.local import local_step_model
 from coderig.plan.simulate import Requests, Workload, simulate, simulate_requests
-from coderig.plan.typing_load import Window, typing_load, typing_outcome
+from coderig.plan.typing_load import Engine, Window, predict_typing, typing_load, typing_outcome
 from coderig.traffic.typing_team import TypingParams
 from tests.test_plan_local import PROBE
 
@@ -174,6 +174,20 @@ def test_more_developers_see_fewer_suggestions_on_one_cpu_replica():
         return typing_outcome(load, simulate_requests(STEP, load.requests, **limits)).shown_share
 
     assert shown(1) > shown(16)
+
+
+def test_a_check_can_give_each_suggestion_the_length_it_came_out():
+    engine = Engine(
+        describe="test", step=STEP, replicas=1, limits=dict(LIMITS, max_seqs=4),
+        count_tokens=count, bos=0, fim=False,
+    )  # fmt: skip
+    load, asked = predict_typing(engine, 4, 30.0, BRISK, max_tokens=16, seed=1)
+    n = len(load.requests.arrival)
+    short, outcome = predict_typing(engine, 4, 30.0, BRISK, max_tokens=16, seed=1, outputs=[2] * n)
+    assert list(short.requests.output) == [2] * n
+    assert outcome.shown > asked.shown  # two tokens each come back before the next key more
+    with pytest.raises(ValueError, match="completion lengths"):
+        predict_typing(engine, 4, 30.0, BRISK, max_tokens=16, seed=1, outputs=[2] * (n + 1))
 
 
 def test_plan_predict_typing_on_this_machine_and_on_a_gpu(tmp_path):

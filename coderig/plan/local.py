@@ -8,7 +8,8 @@ slots and batch size), with streamed requests as editors send them. Four measure
 
 * a one-token request: the overhead around the engine (HTTP, gateway, tokenisation);
 * a lone prompt of a few hundred tokens: the compute speed (FLOP/s achieved by prefill);
-* one sequence decoding: the memory speed (the weights are read once per step);
+* one sequence decoding after a short and after a long prompt, in turn: the memory speed (the
+  weights are read once per step) and the KV cache read per token of context;
 * every slot decoding at once: what each further sequence in a step adds.
 
 On a CPU the gateway's and the client's work per streamed token runs on the cores llama.cpp
@@ -397,7 +398,11 @@ def run_probe(
     cutter = GgufTokenizer(str(model_path))
     short = iter(_prompts(cutter, DECODE_PROMPT, 1 + REPEATS * (1 + slots), seed=1))
     tiny = _prompts(cutter, 1, REPEATS + 2, seed=2)
-    long = iter(_prompts(cutter, prefill_tokens, 2 * REPEATS, seed=3))
+    long = iter(_prompts(cutter, prefill_tokens, REPEATS, seed=3))
+    # The KV read per token of context is the slope between a short and a long decode: the
+    # longer the lever, the less a drift of the machine's speed between the two bends it.
+    long_context = min(2 * prefill_tokens, n_ctx - DECODE_TOKENS - 8)
+    longer = iter(_prompts(cutter, long_context, REPEATS, seed=4))
     port = free_port()
     argv = [
         sys.executable, "-m", "coderig", "serve", "--model", str(model_path),
@@ -421,12 +426,15 @@ def run_probe(
             runs = [_stream(client, next(long), 1) for _ in range(REPEATS)]
             prefill = statistics.median(r.wall for r in runs) - overhead
             prompt_tokens = round(statistics.median(r.prompt_tokens for r in runs))
-            decode: dict[int, float] = {}
-            for running in sorted({1, slots}):
-                say(f"decode: {running} sequence(s) at once, {DECODE_TOKENS} tokens each")
-                decode[running] = _decode_step(client, short, running)
-            say(f"decode: one sequence after a {prefill_tokens}-token prompt")
-            decode_long = _decode_step(client, long, 1)
+            say(
+                f"decode: one sequence, {DECODE_TOKENS} tokens after a {DECODE_PROMPT}- and "
+                f"after a {long_context}-token prompt, in turn"
+            )
+            decode_one, decode_long, long_tokens = _decode_short_and_long(client, short, longer)
+            decode = {1: decode_one}
+            if slots > 1:
+                say(f"decode: {slots} sequences at once, {DECODE_TOKENS} tokens each")
+                decode[slots] = _decode_step(client, short, slots)
     finally:
         proc.terminate()
         try:
@@ -451,7 +459,7 @@ def run_probe(
         prefill_s=prefill,
         decode_step_s=decode,
         decode_long_s=decode_long,
-        decode_long_context=prompt_tokens + DECODE_TOKENS / 2,
+        decode_long_context=long_tokens + DECODE_TOKENS / 2,
         request_overhead_s=overhead,
         measured_at=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         llama_server=llama_server or "as coderig serve finds it",
@@ -530,6 +538,27 @@ def _decode_step(client: httpx.Client, prompts: Iterator[str], running: int) -> 
                 times = run.token_times
                 gaps += [b - a for a, b in zip(times[1:], times[2:], strict=False)]
     return statistics.median(gaps)
+
+
+def _decode_short_and_long(
+    client: httpx.Client, short: Iterator[str], long: Iterator[str]
+) -> tuple[float, float, int]:
+    """One sequence decoding after a short and after a long prompt, alternately: seconds per
+    step at each (median gap between tokens) and the long prompt's tokens."""
+    gaps: dict[bool, list[float]] = {False: [], True: []}
+    tokens: list[int] = []
+    for _ in range(REPEATS):
+        for is_long, prompts in ((False, short), (True, long)):
+            run = _stream(client, next(prompts), DECODE_TOKENS)
+            times = run.token_times
+            gaps[is_long] += [b - a for a, b in zip(times[1:], times[2:], strict=False)]
+            if is_long:
+                tokens.append(run.prompt_tokens)
+    return (
+        statistics.median(gaps[False]),
+        statistics.median(gaps[True]),
+        round(statistics.median(tokens)),
+    )
 
 
 def _prompts(tokenizer, tokens: int, count: int, seed: int) -> list[str]:

@@ -22,8 +22,9 @@ coderig's prefix routing sends them.
 
 from __future__ import annotations
 
+import dataclasses
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -268,8 +269,15 @@ def predict_typing(
     seed: int = 0,
     window: Window = Window(),
     corpus: str | os.PathLike | None = None,
+    outputs: Sequence[int] | None = None,
 ) -> tuple[TypingLoad, TypingOutcome]:
-    """The team's script on ``engine``: what was sent, and what was shown."""
+    """The team's script on ``engine``: what was sent, and what was shown.
+
+    ``outputs``: each request's completion length, in the script's order, where they are
+    known (a check against a ``coderig bench typing`` run of the same script and seed: how
+    long each suggestion came out is up to the model's text and the editor's stop rules,
+    which no step model predicts); else every request runs to ``max_tokens``.
+    """
     load = typing_load(
         developers,
         duration,
@@ -282,5 +290,15 @@ def predict_typing(
         fim=engine.fim,
         bos=engine.bos,
     )
+    if outputs is not None:
+        if len(outputs) != len(load.requests.arrival):
+            raise ValueError(
+                f"{len(outputs)} completion lengths for a script of "
+                f"{len(load.requests.arrival)} requests"
+            )
+        lengths = np.maximum(np.asarray(outputs, dtype=int), 1)
+        load = dataclasses.replace(
+            load, requests=dataclasses.replace(load.requests, output=lengths)
+        )
     run = simulate_requests(engine.step, load.requests, replicas=engine.replicas, **engine.limits)
     return load, typing_outcome(load, run)
