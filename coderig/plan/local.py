@@ -230,9 +230,9 @@ def _additive_step_model(probe: LocalProbe) -> StepModel | None:
     weights_s = one - per_decode - per_pair * context - per_seq
     if weights_s <= 0:
         return None
-    step = _local_step(probe, flops_per_s, m.weight_bytes / weights_s, per_seq, per_pair)
-    step.overlap = False
-    return step
+    return _local_step(
+        probe, flops_per_s, m.weight_bytes / weights_s, per_seq, per_pair, overlap=False
+    )
 
 
 def _overlapped_step_model(probe: LocalProbe) -> StepModel:
@@ -271,7 +271,13 @@ def _overlapped_step_model(probe: LocalProbe) -> StepModel:
 
 
 def _local_step(
-    probe: LocalProbe, flops_per_s: float, bytes_per_s: float, per_seq: float, per_pair: float
+    probe: LocalProbe,
+    flops_per_s: float,
+    bytes_per_s: float,
+    per_seq: float,
+    per_pair: float,
+    *,
+    overlap: bool = True,
 ) -> StepModel:
     gpu = _unit_gpu(probe, tflops=flops_per_s / 1e12, bandwidth_gbps=bytes_per_s / 1e9)
     factors = Factors(
@@ -283,7 +289,12 @@ def _local_step(
         frontend_us_per_token=0.0,  # llama-server streams from the process that decodes
     )
     step = StepModel(
-        gpu, probe.model(), probe.dtype(), factors, kv_bytes_per_element=KV_BYTES_PER_ELEMENT
+        gpu,
+        probe.model(),
+        probe.dtype(),
+        factors,
+        kv_bytes_per_element=KV_BYTES_PER_ELEMENT,
+        overlap=overlap,
     )
     step.kv_bytes_per_token = max(step.kv_bytes_per_token, per_pair * bytes_per_s)
     return step

@@ -73,6 +73,7 @@ class StepModel:
         tensor_parallel: int = 1,
         kv_bytes_per_element: float = 2.0,
         unmeasured_matmul_fraction: float = 0.8,
+        overlap: bool = True,
     ) -> None:
         tp = tensor_parallel
         self.gpu, self.model, self.dtype, self.factors, self.tp = gpu, model, dtype, factors, tp
@@ -96,7 +97,7 @@ class StepModel:
         #: larger of the two (``max``). llama.cpp on a CPU does not hide one under the other:
         #: each token a step adds costs its dot products on top of the weight read (measured by
         #: ``coderig plan probe``: 1-4 decodes at once grow ~linearly, not flat then linear).
-        self.overlap = True
+        self.overlap = overlap
         if tp > 1:
             # Ring all-reduce moves 2 (tp-1)/tp of the activations over each GPU's link, twice
             # per layer (after attention and after the MLP).
