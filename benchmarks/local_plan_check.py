@@ -170,18 +170,10 @@ def completion_lengths(results: list[dict], asked: int) -> tuple[int, list[int]]
     keystroke cancelled was cut by it, which the simulation does itself, so it gets the mean
     length of those that finished; so does one the engine reported no count for."""
     ordered = sorted(results, key=lambda r: r["scheduled"])
-    finished = [
-        r["completion_tokens"]
-        for r in ordered
-        if r["outcome"] != "cancelled" and r.get("completion_tokens")
-    ]
+    lengths = [r.get("completion_tokens") if r["outcome"] != "cancelled" else None for r in ordered]
+    finished = [n for n in lengths if n]
     mean = round(statistics.mean(finished)) if finished else asked
-    return mean, [
-        r["completion_tokens"]
-        if r["outcome"] != "cancelled" and r.get("completion_tokens")
-        else mean
-        for r in ordered
-    ]
+    return mean, [n or mean for n in lengths]
 
 
 def check_typing(probes: Probes, teams: list[int], args) -> None:

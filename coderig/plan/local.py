@@ -546,9 +546,15 @@ def _decode_step(client: httpx.Client, prompts: Iterator[str], running: int) -> 
         for _ in range(REPEATS):
             batch = [next(prompts) for _ in range(running)]
             for run in pool.map(lambda p: _stream(client, p, DECODE_TOKENS), batch):
-                times = run.token_times
-                gaps += [b - a for a, b in zip(times[1:], times[2:], strict=False)]
+                gaps += _step_gaps(run)
     return statistics.median(gaps)
+
+
+def _step_gaps(run: _Streamed) -> list[float]:
+    """Seconds between consecutive tokens of a stream, after the first (which follows the
+    prefill): one per decode step."""
+    times = run.token_times
+    return [b - a for a, b in zip(times[1:], times[2:], strict=False)]
 
 
 def _decode_short_and_long(
@@ -561,8 +567,7 @@ def _decode_short_and_long(
     for _ in range(REPEATS):
         for is_long, prompts in ((False, short), (True, long)):
             run = _stream(client, next(prompts), DECODE_TOKENS)
-            times = run.token_times
-            gaps[is_long] += [b - a for a, b in zip(times[1:], times[2:], strict=False)]
+            gaps[is_long] += _step_gaps(run)
             if is_long:
                 tokens.append(run.prompt_tokens)
     return (
