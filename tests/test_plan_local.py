@@ -64,6 +64,7 @@ def test_the_step_model_gives_back_each_measurement_of_the_probe():
     assert all_slots == pytest.approx(0.024, rel=0.01)
     assert step.request_overhead_s == pytest.approx(0.002)
     assert step.frontend_s_per_token == 0.0  # llama-server has no separate API process
+    assert step.kernel_floor_s == 0.0  # the probe's timings already hold every layer's floors
 
 
 # The same CPU as this machine's probe measured it on 2026-12-05 (AVX2 build): here 1, 2, 3 and

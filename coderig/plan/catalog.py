@@ -53,6 +53,10 @@ class GPU:
     bf16_tflops_mamf: float = 0.0
     fp8_tflops_mamf: float = 0.0
     mamf_source: str = ""
+    #: Measured time per transformer layer of a decode step that no byte or FLOP accounts for
+    #: (kernel ramp-up and tail, elementwise kernels), microseconds; 0 = not measured.
+    layer_floor_us: float = 0.0
+    floor_source: str = ""
 
     @property
     def memory_bytes(self) -> float:
@@ -79,6 +83,14 @@ class GPU:
         else:
             measured, peak = self.bf16_tflops_mamf, self.bf16_tflops
         return measured if measured > 0 else peak * unmeasured_fraction
+
+    def layer_floor_s(self, unmeasured_us: float) -> float:
+        """Seconds per layer per step that a kernel takes whatever its size: this GPU's
+        measured floor, else ``unmeasured_us`` (what the profiled GPUs measure).
+
+        It is why a small model decodes slower than its weight read predicts: a 1.5B model on
+        an A100 reads 3 GB per step (1.9 ms) but launches 28 layers of ~10 kernels (1.6 ms)."""
+        return (self.layer_floor_us if self.layer_floor_us > 0 else unmeasured_us) * 1e-6
 
 
 @dataclass(frozen=True)
@@ -198,6 +210,11 @@ class Catalog:
     def unmeasured_matmul_fraction(self) -> float:
         """Fraction of its datasheet peak a GPU with no measured MAMF is assumed to reach."""
         return float(self.engine.get("unmeasured_matmul_fraction", 0.8))
+
+    @property
+    def unmeasured_layer_floor_us(self) -> float:
+        """Kernel floor per layer assumed for a GPU with no measured ``layer_floor_us``."""
+        return float(self.engine.get("unmeasured_layer_floor_us", 0.0))
 
     @property
     def block_size(self) -> int:

@@ -63,6 +63,7 @@ def step_model_for(
         tensor_parallel=deployment.tensor_parallel,
         kv_bytes_per_element=catalog.kv_bytes_per_element,
         unmeasured_matmul_fraction=catalog.unmeasured_matmul_fraction,
+        layer_floor_s=gpu.layer_floor_s(catalog.unmeasured_layer_floor_us),
     )
     budget, max_seqs = engine_limits(gpu, catalog)
     return step, memory, budget, max_seqs
