@@ -3,6 +3,7 @@ measured, the simulator runs it with llama-server's limits, and the CLI says wha
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import math
@@ -94,6 +95,61 @@ def test_on_a_cpu_whose_steps_add_up_the_model_sums_weight_read_and_compute():
     # 20.8 ms), where the larger-of-two form stays near the weight read (12.0 and 16.8 ms)
     assert decodes(2) - decodes(1) == pytest.approx(decodes(4) - decodes(3), rel=0.01)
     assert decodes(2) > 0.014
+
+
+# The same CPU with every slot also decoding after 768-token prompts: each own token of context
+# then costs 4.32 us (the lone decode's KV read) plus 3 x 0.6 us for the other three
+# sequences' cells every query row skips (llama-server's unified KV cache).
+UNIFIED = dataclasses.replace(
+    ADDITIVE,
+    decode_all_long_s=0.02241
+    + 4 * (792 - 40) * (0.01165 - 0.01006) / (408 - 40)
+    + 4 * (792 - 40) * 3 * 0.6e-6,
+    decode_all_long_context=792,
+)
+
+
+def test_decodes_at_once_skip_each_others_cells_at_a_measured_cost_per_cell():
+    step = local_step_model(UNIFIED)
+    assert step.masked_pair_s == pytest.approx(0.6e-6, rel=1e-6)
+    context = UNIFIED.decode_context()
+    # every measurement is given back, the new one with the cells skipped
+    assert step.decode_batch_time([792] * 4) == pytest.approx(UNIFIED.decode_all_long_s)
+    assert step.decode_batch_time([context] * 4) == pytest.approx(0.02241)
+    assert step.decode_batch_time([context]) == pytest.approx(0.01006)
+    assert step.decode_time(408) == pytest.approx(0.01165)
+    assert step.prefill_time(UNIFIED.prefill_tokens, 512) == pytest.approx(1.198)
+    # a lone sequence skips nothing, whatever its context
+    assert step.decode_batch_time([792]) == pytest.approx(step.decode_time(792))
+    # a probe that did not measure it (older files) leaves the term out
+    assert local_step_model(ADDITIVE).masked_pair_s == 0.0
+
+
+def test_the_simulator_charges_each_row_for_the_other_sequences_cells():
+    step = local_step_model(UNIFIED)
+    two = Requests(
+        arrival=np.array([0.0, 0.0]), prompt=np.array([200, 200]), cached=np.array([0, 0]),
+        output=np.array([24, 24]),
+    )  # fmt: skip
+    pair = simulate_requests(step, two, **UNIFIED.limits())
+    plain = copy.copy(step)
+    plain.masked_pair_s = 0.0
+    without = simulate_requests(plain, two, **UNIFIED.limits())
+    # step 1 prefills the first prompt alone; step 2 decodes it (context 201) beside the
+    # second prompt's 200 rows, each row skipping the other's cells: 201 x 401 rows x cells,
+    # less the own ones (201 + 200 x 200); steps 3-24 decode both, each row skipping the
+    # other's context (200 + k - 1 and 200 + k - 2 at step k) until the first one ends
+    skipped = (201 * 401 - 201 - 200 * 200) + sum(400 + 2 * k - 3 for k in range(3, 25))
+    assert pair.end[0] - without.end[0] == pytest.approx(0.6e-6 * skipped, rel=1e-3)
+    assert (pair.end > without.end).all()
+    # a request alone skips nothing
+    one = dataclasses.replace(
+        two, arrival=np.array([0.0]), prompt=np.array([200]), cached=np.array([0]),
+        output=np.array([24]),
+    )  # fmt: skip
+    assert simulate_requests(step, one, **UNIFIED.limits()).end[0] == pytest.approx(
+        simulate_requests(plain, one, **UNIFIED.limits()).end[0]
+    )
 
 
 def test_a_cpu_that_hides_compute_under_the_weight_read_keeps_the_larger_of_the_two():
@@ -203,6 +259,8 @@ def test_the_probe_measures_coderig_serve_on_the_embedded_model():
     assert 60 <= probe.prefill_tokens <= 70  # the server's count of the prompt it was sent
     assert set(probe.decode_step_s) == {1, 2} and probe.decode_long_s > 0
     assert probe.decode_long_context > probe.prefill_tokens
+    assert probe.decode_all_long_s > 0 and probe.decode_all_long_context > probe.decode_context()
+    assert any("at once after" in line for line in seen)
     assert probe.prefill_s > 0 and all(s > 0 for s in probe.decode_step_s.values())
     assert any("prefill" in line for line in seen)
     step = local_step_model(probe)

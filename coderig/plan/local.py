@@ -46,7 +46,7 @@ import httpx
 from coderig.plan.catalog import GPU, DType, Model
 from coderig.plan.memory import Fit
 from coderig.plan.predict import Deployment, Prediction
-from coderig.plan.roofline import Factors, StepModel
+from coderig.plan.roofline import Factors, StepModel, masked_pairs
 from coderig.plan.simulate import Workload, cached_prompt_tokens, simulate
 
 __all__ = [
@@ -97,6 +97,8 @@ class LocalProbe:
     decode_step_s: dict[int, float] = field(default_factory=dict)  # running sequences -> s
     decode_long_s: float = 0.0  # one sequence decoding at a long context ...
     decode_long_context: float = 0.0  # ... of this many tokens (mean over its decode)
+    decode_all_long_s: float = 0.0  # every slot decoding at once at a long context ...
+    decode_all_long_context: float = 0.0  # ... of this many tokens each (0: not measured)
     request_overhead_s: float = 0.0
     measured_at: str = ""
     llama_server: str = ""
@@ -208,6 +210,24 @@ def _decode_per_pair(probe: LocalProbe) -> float:
     return 0.0
 
 
+def _masked_per_pair(probe: LocalProbe) -> float:
+    """Seconds per (query row, cell of another running sequence) of a step.
+
+    llama-server keeps its slots' sequences in one KV cache (``--kv-unified``), so each query
+    row of a step scans every cell of the step's sequences and skips the others' by their mask.
+    All slots decoding at a long context grow faster than the lone decode's KV read says:
+    ``b`` rows each own ``L`` cells and skip ``(b - 1) L``. Measured on a 2-core Xeon
+    (SmolLM2-135M, 2026-12-05), one to four sequences decoding at contexts of 90 to 1,270
+    tokens: each own token of context costs 5.7, 5.7 and 7.2 us per step with 1, 2 and 4 at
+    once, and each skipped cell 0.5-0.75 us. 0 where the probe did not measure it."""
+    b = max(probe.decode_step_s)
+    long, context = probe.decode_all_long_context, probe.decode_context()
+    if b < 2 or probe.decode_all_long_s <= 0 or long <= context:
+        return 0.0
+    per_own = (probe.decode_all_long_s - probe.decode_step_s[b]) / (b * (long - context))
+    return max((per_own - _decode_per_pair(probe)) / (b - 1), 0.0)
+
+
 def _additive_step_model(probe: LocalProbe) -> StepModel | None:
     """A step is ``weight read + tokens x compute + attention + sequences x per-sequence
     cost``: linear, so the four equations are solved in turn. None when the measurements
@@ -216,7 +236,7 @@ def _additive_step_model(probe: LocalProbe) -> StepModel | None:
     m = StepModel(_unit_gpu(probe), model, dtype, Factors(1.0, 1.0, 0.0, 0.0, 0.0, 0.0))
     p, context = probe.prefill_tokens, probe.decode_context()
     one, b = probe.decode_step_s[1], max(probe.decode_step_s)
-    per_pair = _decode_per_pair(probe)
+    per_pair, masked = _decode_per_pair(probe), _masked_per_pair(probe)
     # The lone prompt less the lone decode step: p - 1 more tokens' GEMMs and the prompt's
     # attention (compute-bound: every pair's FLOPs), less the decode's KV read.
     prompt_flops = m.flops_per_token * (p - 1) + m.flops_per_pair * p * (p + 1) / 2
@@ -224,14 +244,19 @@ def _additive_step_model(probe: LocalProbe) -> StepModel | None:
     per_decode = (m.flops_per_token + m.flops_per_logit) / flops_per_s
     per_seq = 0.0
     if b > 1:
-        per_seq = (probe.decode_step_s[b] - one) / (b - 1) - per_decode - per_pair * context
+        per_seq = (
+            (probe.decode_step_s[b] - one) / (b - 1)
+            - per_decode
+            - per_pair * context
+            - masked * b * context  # masked_pairs(b, b * context) / (b - 1)
+        )
         if per_seq < 0:
             return None
     weights_s = one - per_decode - per_pair * context - per_seq
     if weights_s <= 0:
         return None
     return _local_step(
-        probe, flops_per_s, m.weight_bytes / weights_s, per_seq, per_pair, overlap=False
+        probe, flops_per_s, m.weight_bytes / weights_s, per_seq, per_pair, masked, overlap=False
     )
 
 
@@ -243,7 +268,7 @@ def _overlapped_step_model(probe: LocalProbe) -> StepModel:
     p, context = probe.prefill_tokens, probe.decode_context()
     one = probe.decode_step_s[1]
     b = max(probe.decode_step_s)
-    per_pair = _decode_per_pair(probe)
+    per_pair, masked = _decode_per_pair(probe), _masked_per_pair(probe)
     per_seq, weights_s, flops_per_s = 0.0, one, 1.0
     bytes_per_s = m.weight_bytes / one
     for _ in range(8):
@@ -256,7 +281,8 @@ def _overlapped_step_model(probe: LocalProbe) -> StepModel:
         def attention(
             seqs: int, flops_per_s: float = flops_per_s, bw: float = bytes_per_s, kv=kv_bytes
         ) -> float:
-            return max(m.flops_per_pair * seqs * context / flops_per_s, kv * seqs * context / bw)
+            own = max(m.flops_per_pair * seqs * context / flops_per_s, kv * seqs * context / bw)
+            return own + masked * masked_pairs(seqs, seqs * context)
 
         gemm_1 = (m.flops_per_token + m.flops_per_logit) / flops_per_s
         if b > 1:
@@ -267,7 +293,7 @@ def _overlapped_step_model(probe: LocalProbe) -> StepModel:
             per_seq = max(0.0, per_seq)
         weights_s = max(one - attention(1) - per_seq, gemm_1)
         bytes_per_s = m.weight_bytes / weights_s
-    return _local_step(probe, flops_per_s, bytes_per_s, per_seq, per_pair)
+    return _local_step(probe, flops_per_s, bytes_per_s, per_seq, per_pair, masked)
 
 
 def _local_step(
@@ -276,6 +302,7 @@ def _local_step(
     bytes_per_s: float,
     per_seq: float,
     per_pair: float,
+    masked: float = 0.0,
     *,
     overlap: bool = True,
 ) -> StepModel:
@@ -295,6 +322,7 @@ def _local_step(
         factors,
         kv_bytes_per_element=KV_BYTES_PER_ELEMENT,
         overlap=overlap,
+        masked_pair_s=masked,
     )
     step.kv_bytes_per_token = max(step.kv_bytes_per_token, per_pair * bytes_per_s)
     return step
@@ -414,6 +442,7 @@ def run_probe(
     # longer the lever, the less a drift of the machine's speed between the two bends it.
     long_context = min(2 * prefill_tokens, n_ctx - DECODE_TOKENS - 8)
     longer = iter(_prompts(cutter, long_context, REPEATS, seed=4))
+    all_long = iter(_prompts(cutter, long_context, slots, seed=5))
     port = free_port()
     argv = [
         sys.executable, "-m", "coderig", "serve", "--model", str(model_path),
@@ -443,9 +472,15 @@ def run_probe(
             )
             decode_one, decode_long, long_tokens = _decode_short_and_long(client, short, longer)
             decode = {1: decode_one}
+            all_long_s = all_long_tokens = 0.0
             if slots > 1:
                 say(f"decode: {slots} sequences at once, {DECODE_TOKENS} tokens each")
                 decode[slots] = _decode_step(client, short, slots)
+                say(f"decode: {slots} sequences at once after {long_context}-token prompts")
+                all_long_s, all_long_tokens = (
+                    _decode_step(client, all_long, slots, rounds=1),
+                    (long_context + DECODE_TOKENS / 2),
+                )
     finally:
         proc.terminate()
         try:
@@ -471,6 +506,8 @@ def run_probe(
         decode_step_s=decode,
         decode_long_s=decode_long,
         decode_long_context=long_tokens + DECODE_TOKENS / 2,
+        decode_all_long_s=all_long_s,
+        decode_all_long_context=all_long_tokens,
         request_overhead_s=overhead,
         measured_at=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         llama_server=llama_server or "as coderig serve finds it",
@@ -508,6 +545,7 @@ class _Streamed:
     wall: float  # seconds from sending to the last byte
     token_times: list[float]  # seconds from sending to each token
     prompt_tokens: int
+    started: float = 0.0  # time.perf_counter() when it was sent
 
 
 def _stream(client: httpx.Client, prompt: str, max_tokens: int) -> _Streamed:
@@ -535,19 +573,34 @@ def _stream(client: httpx.Client, prompt: str, max_tokens: int) -> _Streamed:
                 prompt_tokens = int(event["usage"].get("prompt_tokens") or 0)
             if openai_text(event):
                 times.append(time.perf_counter() - started)
-    return _Streamed(time.perf_counter() - started, times, prompt_tokens)
+    return _Streamed(time.perf_counter() - started, times, prompt_tokens, started)
 
 
-def _decode_step(client: httpx.Client, prompts: Iterator[str], running: int) -> float:
-    """Seconds per decode step with ``running`` sequences streaming together: the median gap
-    between tokens, over ``REPEATS`` rounds (the first gap, after the prefill, left out)."""
+def _decode_step(
+    client: httpx.Client, prompts: Iterator[str], running: int, rounds: int = REPEATS
+) -> float:
+    """Seconds per decode step with ``running`` sequences decoding together: the median gap
+    between tokens while every one of them decodes (after the last one's prefill, before the
+    first one ends), over ``rounds`` rounds."""
     gaps: list[float] = []
     with ThreadPoolExecutor(running) as pool:
-        for _ in range(REPEATS):
+        for _ in range(rounds):
             batch = [next(prompts) for _ in range(running)]
-            for run in pool.map(lambda p: _stream(client, p, DECODE_TOKENS), batch):
-                gaps += _step_gaps(run)
+            gaps += _together_gaps(
+                list(pool.map(lambda p: _stream(client, p, DECODE_TOKENS), batch))
+            )
     return statistics.median(gaps)
+
+
+def _together_gaps(runs: list[_Streamed]) -> list[float]:
+    """Gaps between tokens of each stream while all of them decode at once."""
+    ticks = [[r.started + t for t in r.token_times] for r in runs if r.token_times]
+    start = max(t[0] for t in ticks)
+    stop = min(t[-1] for t in ticks)
+    gaps = [
+        b - a for t in ticks for a, b in zip(t, t[1:], strict=False) if a >= start and b <= stop
+    ]
+    return gaps or [g for r in runs for g in _step_gaps(r)]
 
 
 def _step_gaps(run: _Streamed) -> list[float]:

@@ -34,7 +34,7 @@ from dataclasses import asdict, dataclass, fields, replace
 
 from coderig.plan.catalog import GPU, DType, Model
 
-__all__ = ["Factors", "StepModel", "FACTOR_NAMES"]
+__all__ = ["Factors", "StepModel", "FACTOR_NAMES", "masked_pairs"]
 
 #: Per-message latency of an NCCL all-reduce inside a node (llm-analysis uses 8 µs).
 ALLREDUCE_LATENCY_S = 8e-6
@@ -61,6 +61,18 @@ class Factors:
 FACTOR_NAMES = tuple(f.name for f in fields(Factors))
 
 
+def masked_pairs(rows: float, cells: float, own: float | None = None) -> float:
+    """(query row, cell) pairs of a step where the cell belongs to another sequence.
+
+    ``rows`` query rows scan all ``cells`` of the step's sequences; ``own`` is the sum over
+    rows of the row's own sequence's context. A decode-only step of ``b`` sequences has one
+    row each and its own contexts sum to ``cells``: ``(b - 1) * cells``, the default.
+    """
+    if own is None:
+        own = cells
+    return max(rows * cells - own, 0.0)
+
+
 class StepModel:
     """Step-time function for one replica (``tp`` GPUs) of ``model`` in ``dtype`` on ``gpu``.
 
@@ -80,6 +92,7 @@ class StepModel:
         unmeasured_matmul_fraction: float = 0.8,
         overlap: bool = True,
         layer_floor_s: float = 0.0,
+        masked_pair_s: float = 0.0,
     ) -> None:
         tp = tensor_parallel
         self.gpu, self.model, self.dtype, self.factors, self.tp = gpu, model, dtype, factors, tp
@@ -107,6 +120,12 @@ class StepModel:
         #: each token a step adds costs its dot products on top of the weight read (measured by
         #: ``coderig plan probe``: 1-4 decodes at once grow ~linearly, not flat then linear).
         self.overlap = overlap
+        #: llama.cpp keeps every slot's sequence in one KV cache (``--kv-unified``), and each
+        #: query row of a step scans the mask of every cell in it: the cells of the step's
+        #: other sequences cost a check each (``ggml_compute_forward_flash_attn_ext``'s
+        #: ``mv == -INFINITY`` skip), per (row, other sequence's cell). vLLM's paged attention
+        #: reads only a sequence's own blocks: 0 there.
+        self.masked_pair_s = masked_pair_s
         if tp > 1:
             # Ring all-reduce moves 2 (tp-1)/tp of the activations over each GPU's link, twice
             # per layer (after attention and after the MLP).
@@ -126,6 +145,7 @@ class StepModel:
         attn_pairs: float,
         kv_tokens_read: float,
         seqs: float,
+        masked_pairs: float = 0.0,
     ) -> float:
         """Seconds for one forward pass.
 
@@ -134,6 +154,8 @@ class StepModel:
         attn_pairs      (query, key) pairs attended, summed over the batch
         kv_tokens_read  tokens of KV cache read (each sequence's context) plus those written
         seqs            sequences in the step
+        masked_pairs    (query, cell) pairs where the cell is another sequence's of the step
+                        (see :attr:`masked_pair_s`; :func:`masked_pairs` counts them)
         """
         compute = (self.flops_per_token * tokens + self.flops_per_logit * logits) / (
             self.gemm_flops_per_s
@@ -145,7 +167,10 @@ class StepModel:
             self.kv_bytes_per_token * kv_tokens_read / self.bytes_per_s,
         )
         comm = self.comm_fixed_s + self.comm_per_token_s * tokens if self.tp > 1 else 0.0
-        return gemm + attention + comm + self.fixed_s + self.per_seq_s * seqs
+        step = gemm + attention + comm + self.fixed_s + self.per_seq_s * seqs
+        if self.masked_pair_s:
+            step += self.masked_pair_s * masked_pairs
+        return step
 
     def decode_constants(self) -> tuple[float, float, float, float, float]:
         """Constants of a decode-only step, for the simulator's fast path.
@@ -184,6 +209,11 @@ class StepModel:
     def decode_time(self, context: int) -> float:
         """One decode step of a lone sequence attending ``context`` tokens."""
         return self.step_time(1, 1, context, context, 1)
+
+    def decode_batch_time(self, contexts: list[float]) -> float:
+        """One decode-only step of several sequences, each attending its own context."""
+        b, pairs = len(contexts), float(sum(contexts))
+        return self.step_time(b, b, pairs, pairs, b, masked_pairs(b, pairs))
 
     def unloaded_latency(
         self,

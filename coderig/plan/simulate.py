@@ -44,7 +44,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from coderig.plan.roofline import StepModel
+from coderig.plan.roofline import StepModel, masked_pairs
 from coderig.traffic.arrivals import send_times
 
 __all__ = [
@@ -435,6 +435,7 @@ def simulate_requests(
 
     per_decode, weights_s, per_pair, per_seq_s, fixed_s = step_model.decode_constants()
     overlap = step_model.overlap
+    per_masked = step_model.masked_pair_s
 
     def kv_used(rep: _Replica, extra_seqs: int = 0) -> float:
         return _kv_used(
@@ -529,6 +530,8 @@ def simulate_requests(
             elif gemm < weights_s:
                 gemm = weights_s
             dt = gemm + per_pair * pairs + per_seq_s * batch + fixed_s
+            if per_masked:
+                dt += per_masked * (batch - 1) * pairs  # masked_pairs(batch, pairs)
             emitted = batch
         else:
             rep.kv_safe_until = 0  # the batch may change in this step: check the next one
@@ -605,8 +608,10 @@ def simulate_requests(
                 seqs += 1
                 chunks.append((item, c))
                 budget -= c
+            decode_pairs, chunk_own = pairs, 0.0
             for item, c in chunks:
                 done = item[1]
+                chunk_own += c * (done + c)
                 tokens += c
                 rep.prefilled += c
                 pairs += c * (done + (c + 1) / 2)
@@ -618,7 +623,8 @@ def simulate_requests(
                 if item[1] >= item[2]:
                     logits += 1
                     finishing.append(item)
-            dt = step_time(tokens, logits, pairs, kv_read, seqs)
+            masked = masked_pairs(tokens, kv_read, decode_pairs + chunk_own) if per_masked else 0.0
+            dt = step_time(tokens, logits, pairs, kv_read, seqs, masked)
             emitted = batch + len(finishing)  # every decode, and every prompt just finished
         rep.batch_area += batch * dt
         rep.busy_time += dt
