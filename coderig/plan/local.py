@@ -177,11 +177,12 @@ def load_probe(path: Path | None = None) -> LocalProbe:
 def local_step_model(probe: LocalProbe) -> StepModel:
     """The roofline with this CPU's achieved speeds and no fitted factor.
 
-    Four unknowns, four measurements, so the step model gives each measurement back: compute
+    Five unknowns, five measurements, so the step model gives each measurement back: compute
     speed (FLOP/s) from the lone prompt; the weight read from a lone decode step at a short
     context; the cost of each token of context a decode step attends (the KV cache read) from
-    the same step at a long context; and what each running sequence adds from all slots
-    decoding at once.
+    the same step at a long context; what each running sequence adds from all slots decoding
+    at once; and what each sequence's cells cost the others' query rows
+    (:func:`_masked_per_pair`) from all slots decoding at a long context.
 
     How the weight read and the GEMMs' compute combine is read from the same measurements. A
     GPU streams the weights while its tensor cores compute, so a step takes the larger of the
@@ -399,7 +400,9 @@ def probe_summary(probe: LocalProbe) -> str:
         f"prefill {probe.prefill_tokens / probe.prefill_s:.0f} tokens/s "
         f"({step.gemm_flops_per_s / 1e9:.0f} GFLOP/s), decode step {decode} "
         f"({step.bytes_per_s / 1e9:.1f} GB/s), request overhead "
-        f"{probe.request_overhead_s * 1e3:.1f} ms"
+        f"{probe.request_overhead_s * 1e3:.1f} ms; per step, {_decode_per_pair(probe) * 1e6:.2f} "
+        f"us per token of context and {step.masked_pair_s * 1e6:.2f} us per other sequence's "
+        "cell a query row skips"
     )
 
 
