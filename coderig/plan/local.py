@@ -185,14 +185,12 @@ def load_probe(path: Path | None = None) -> LocalProbe:
 def local_step_model(probe: LocalProbe) -> StepModel:
     """The roofline with this CPU's achieved speeds and no fitted factor.
 
-    Six unknowns, six measurements, so the step model gives each measurement back: compute
+    Five unknowns, five measurements, so the step model gives each measurement back: compute
     speed (FLOP/s) from the lone prompt; the weight read from a lone decode step at a short
     context; the cost of each token of context a decode step attends (the KV cache read) from
-    the same step at a long context; what a prompt token's attention to a cached token costs
-    (:func:`_prefill_per_pair`) from a continuation of a short and of a long cached prompt;
-    what each running sequence adds from all slots decoding at once; and what each
-    sequence's cells cost the others' query rows (:func:`_masked_per_pair`) from all slots
-    decoding at a long context.
+    the same step at a long context; what each running sequence adds from all slots decoding
+    at once; and what each sequence's cells cost the others' query rows
+    (:func:`_masked_per_pair`) from all slots decoding at a long context.
 
     How the weight read and the GEMMs' compute combine is read from the same measurements. A
     GPU streams the weights while its tensor cores compute, so a step takes the larger of the
