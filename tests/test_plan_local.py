@@ -125,36 +125,6 @@ def test_decodes_at_once_skip_each_others_cells_at_a_measured_cost_per_cell():
     assert local_step_model(ADDITIVE).masked_pair_s == 0.0
 
 
-# The same CPU's prompt chunks: 64 tokens more of a cached 16- and 768-token prompt took 194
-# and 270 ms, 1.59 us per extra (token, cached token) pair where the GEMMs' rate says 0.95.
-CHUNKED = dataclasses.replace(
-    ADDITIVE,
-    chunk_short_s=0.194,
-    chunk_short_cached=16,
-    chunk_long_s=0.270,
-    chunk_long_cached=768,
-)
-
-
-def test_a_prompt_chunk_attends_its_cached_tokens_at_the_measured_cost_per_pair():
-    step = local_step_model(CHUNKED)
-    plain = local_step_model(ADDITIVE)
-
-    def chunk(model, cached: int) -> float:
-        return model.step_time(64, 1, 64 * (cached + 65 / 2), cached + 64, 1)
-
-    per_pair = (0.270 - 0.194) / (64 * (768 - 16))
-    assert step.flops_per_pair / step.attn_flops_per_s == pytest.approx(per_pair)
-    assert chunk(step, 768) - chunk(step, 16) == pytest.approx(0.270 - 0.194, rel=0.01)
-    assert chunk(step, 768) == pytest.approx(0.270, rel=0.02)
-    # the lone prompt and the decodes are still given back, with faster GEMMs: the prompt's
-    # attention takes more of its time than the GEMMs' rate said
-    assert step.prefill_time(CHUNKED.prefill_tokens, 512) == pytest.approx(1.198)
-    assert step.decode_time(round(CHUNKED.decode_context())) == pytest.approx(0.01006)
-    assert step.gemm_flops_per_s > plain.gemm_flops_per_s
-    assert chunk(plain, 768) - chunk(plain, 16) < 0.8 * (0.270 - 0.194)
-
-
 def test_the_simulator_charges_each_row_for_the_other_sequences_cells():
     step = local_step_model(UNIFIED)
     two = Requests(
@@ -291,8 +261,6 @@ def test_the_probe_measures_coderig_serve_on_the_embedded_model():
     assert probe.decode_long_context > probe.prefill_tokens
     assert probe.decode_all_long_s > 0 and probe.decode_all_long_context > probe.decode_context()
     assert any("at once after" in line for line in seen)
-    assert probe.chunk_long_cached > probe.chunk_short_cached >= 1
-    assert probe.chunk_short_s > 0 and probe.chunk_long_s > 0
     assert probe.prefill_s > 0 and all(s > 0 for s in probe.decode_step_s.values())
     assert any("prefill" in line for line in seen)
     step = local_step_model(probe)

@@ -63,8 +63,6 @@ LOCAL = "local"
 DECODE_TOKENS = 48
 DECODE_PROMPT = 16
 REPEATS = 3
-#: Tokens of a prompt's continuation the probe times after a short and a long cached prompt.
-CHUNK_TOKENS = 64
 #: llama.cpp's KV cache is f16 by default (``--cache-type-k/-v f16``).
 KV_BYTES_PER_ELEMENT = 2.0
 #: A prompt cache entry is reused by whole tokens, not blocks.
@@ -101,12 +99,6 @@ class LocalProbe:
     decode_long_context: float = 0.0  # ... of this many tokens (mean over its decode)
     decode_all_long_s: float = 0.0  # every slot decoding at once at a long context ...
     decode_all_long_context: float = 0.0  # ... of this many tokens each (0: not measured)
-    # a CHUNK_TOKENS-token continuation of a cached prompt, time to its first token less the
-    # request overhead, after a short and after a long cached prompt (0: not measured)
-    chunk_short_s: float = 0.0
-    chunk_short_cached: float = 0.0
-    chunk_long_s: float = 0.0
-    chunk_long_cached: float = 0.0
     request_overhead_s: float = 0.0
     measured_at: str = ""
     llama_server: str = ""
@@ -219,25 +211,6 @@ def _decode_per_pair(probe: LocalProbe) -> float:
     return 0.0
 
 
-def _prefill_per_pair(probe: LocalProbe) -> float:
-    """Seconds per (prompt token, token it attends) of a prompt chunk: the slope between a
-    continuation of a long and of a short cached prompt.
-
-    llama.cpp's CPU attention computes these pairs well below the GEMMs' FLOP rate: measured
-    on a 2-core Xeon (SmolLM2, 2026-12-05), 64 tokens more of a cached 768-token prompt took
-    285 ms against 213 ms after a 16-token one, 1.48 us per extra pair where the GEMMs' rate
-    says 0.95. 0 where the probe did not measure it: the GEMMs' rate is taken then."""
-    extra = _chunk_pairs(probe.chunk_long_cached) - _chunk_pairs(probe.chunk_short_cached)
-    if probe.chunk_long_s <= probe.chunk_short_s or extra <= 0:
-        return 0.0
-    return (probe.chunk_long_s - probe.chunk_short_s) / extra
-
-
-def _chunk_pairs(cached: float) -> float:
-    """(query, key) pairs of a CHUNK_TOKENS-token chunk after ``cached`` tokens."""
-    return CHUNK_TOKENS * (cached + (CHUNK_TOKENS + 1) / 2)
-
-
 def _masked_per_pair(probe: LocalProbe) -> float:
     """Seconds per (query row, cell of another running sequence) of a step.
 
@@ -265,17 +238,10 @@ def _additive_step_model(probe: LocalProbe) -> StepModel | None:
     p, context = probe.prefill_tokens, probe.decode_context()
     one, b = probe.decode_step_s[1], max(probe.decode_step_s)
     per_pair, masked = _decode_per_pair(probe), _masked_per_pair(probe)
-    attn_pair = _prefill_per_pair(probe)
     # The lone prompt less the lone decode step: p - 1 more tokens' GEMMs and the prompt's
-    # attention (compute-bound: measured per pair, or every pair's FLOPs at the GEMMs' speed),
-    # less the decode's KV read.
-    prompt_pairs = p * (p + 1) / 2
-    if attn_pair:
-        gemm_s = probe.prefill_s - one + per_pair * context - attn_pair * prompt_pairs
-        flops_per_s = m.flops_per_token * (p - 1) / max(gemm_s, one)
-    else:
-        prompt_flops = m.flops_per_token * (p - 1) + m.flops_per_pair * prompt_pairs
-        flops_per_s = prompt_flops / max(probe.prefill_s - one + per_pair * context, one)
+    # attention (compute-bound: every pair's FLOPs), less the decode's KV read.
+    prompt_flops = m.flops_per_token * (p - 1) + m.flops_per_pair * p * (p + 1) / 2
+    flops_per_s = prompt_flops / max(probe.prefill_s - one + per_pair * context, one)
     per_decode = (m.flops_per_token + m.flops_per_logit) / flops_per_s
     per_seq = 0.0
     if b > 1:
@@ -291,14 +257,7 @@ def _additive_step_model(probe: LocalProbe) -> StepModel | None:
     if weights_s <= 0:
         return None
     return _local_step(
-        probe,
-        flops_per_s,
-        m.weight_bytes / weights_s,
-        per_seq,
-        per_pair,
-        masked,
-        attn_pair,
-        overlap=False,
+        probe, flops_per_s, m.weight_bytes / weights_s, per_seq, per_pair, masked, overlap=False
     )
 
 
@@ -311,23 +270,19 @@ def _overlapped_step_model(probe: LocalProbe) -> StepModel:
     one = probe.decode_step_s[1]
     b = max(probe.decode_step_s)
     per_pair, masked = _decode_per_pair(probe), _masked_per_pair(probe)
-    attn_pair = _prefill_per_pair(probe)
     per_seq, weights_s, flops_per_s = 0.0, one, 1.0
     bytes_per_s = m.weight_bytes / one
-    prompt_pairs = p * (p + 1) / 2
     for _ in range(8):
-        prefill_flops = m.flops_per_token * p + m.flops_per_logit
-        prefill_s = probe.prefill_s - per_seq - attn_pair * prompt_pairs
-        if not attn_pair:
-            prefill_flops += m.flops_per_pair * prompt_pairs
-        flops_per_s = prefill_flops / max(prefill_s, probe.prefill_s / 2)
-        pair_s = attn_pair or m.flops_per_pair / flops_per_s
+        prefill_flops = (
+            m.flops_per_token * p + m.flops_per_logit + m.flops_per_pair * p * (p + 1) / 2
+        )
+        flops_per_s = prefill_flops / max(probe.prefill_s - per_seq, probe.prefill_s / 2)
         kv_bytes = max(m.kv_bytes_per_token, per_pair * bytes_per_s)
 
         def attention(
-            seqs: int, pair_s: float = pair_s, bw: float = bytes_per_s, kv=kv_bytes
+            seqs: int, flops_per_s: float = flops_per_s, bw: float = bytes_per_s, kv=kv_bytes
         ) -> float:
-            own = max(pair_s * seqs * context, kv * seqs * context / bw)
+            own = max(m.flops_per_pair * seqs * context / flops_per_s, kv * seqs * context / bw)
             return own + masked * masked_pairs(seqs, seqs * context)
 
         gemm_1 = (m.flops_per_token + m.flops_per_logit) / flops_per_s
@@ -339,7 +294,7 @@ def _overlapped_step_model(probe: LocalProbe) -> StepModel:
             per_seq = max(0.0, per_seq)
         weights_s = max(one - attention(1) - per_seq, gemm_1)
         bytes_per_s = m.weight_bytes / weights_s
-    return _local_step(probe, flops_per_s, bytes_per_s, per_seq, per_pair, masked, attn_pair)
+    return _local_step(probe, flops_per_s, bytes_per_s, per_seq, per_pair, masked)
 
 
 def _local_step(
@@ -349,7 +304,6 @@ def _local_step(
     per_seq: float,
     per_pair: float,
     masked: float = 0.0,
-    attn_pair: float = 0.0,
     *,
     overlap: bool = True,
 ) -> StepModel:
@@ -372,8 +326,6 @@ def _local_step(
         masked_pair_s=masked,
     )
     step.kv_bytes_per_token = max(step.kv_bytes_per_token, per_pair * bytes_per_s)
-    if attn_pair:
-        step.attn_flops_per_s = step.flops_per_pair / attn_pair
     return step
 
 
@@ -492,10 +444,7 @@ def run_probe(
     # The KV read per token of context is the slope between a short and a long decode: the
     # longer the lever, the less a drift of the machine's speed between the two bends it.
     long_context = min(2 * prefill_tokens, n_ctx - DECODE_TOKENS - 8)
-    long_prompts = _prompts(cutter, long_context, REPEATS, seed=4)
-    longer = iter(long_prompts)
-    suffixes = iter(_prompts(cutter, CHUNK_TOKENS, 2 * REPEATS, seed=6))
-    chunk_bases = _prompts(cutter, DECODE_PROMPT, REPEATS, seed=7)
+    longer = iter(_prompts(cutter, long_context, REPEATS, seed=4))
     all_long = iter(_prompts(cutter, long_context, slots, seed=5))
     port = free_port()
     argv = [
@@ -525,11 +474,6 @@ def run_probe(
                 f"after a {long_context}-token prompt, in turn"
             )
             decode_one, decode_long, long_tokens = _decode_short_and_long(client, short, longer)
-            say(
-                f"prefill: {CHUNK_TOKENS} tokens more of a cached {DECODE_PROMPT}- and "
-                f"{long_context}-token prompt, in turn"
-            )
-            chunks = _chunks_after(client, chunk_bases, long_prompts, suffixes, overhead)
             decode = {1: decode_one}
             all_long_s = all_long_tokens = 0.0
             if slots > 1:
@@ -567,7 +511,6 @@ def run_probe(
         decode_long_context=long_tokens + DECODE_TOKENS / 2,
         decode_all_long_s=all_long_s,
         decode_all_long_context=all_long_tokens,
-        **chunks,
         request_overhead_s=overhead,
         measured_at=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         llama_server=llama_server or "as coderig serve finds it",
@@ -688,35 +631,6 @@ def _decode_short_and_long(
         statistics.median(gaps[True]),
         round(statistics.median(tokens)),
     )
-
-
-def _chunks_after(
-    client: httpx.Client,
-    short: list[str],
-    long: list[str],
-    suffixes: Iterator[str],
-    overhead: float,
-) -> dict[str, float]:
-    """A continuation of a cached short and a cached long prompt, in turn: the time to its
-    first token less the request overhead (one step computing the new tokens, attending the
-    cached ones), and how many tokens were cached. The long prompts are those the decode
-    timings sent, so llama-server has them in a slot or its RAM cache; each short one is sent
-    once first."""
-    times: dict[bool, list[float]] = {False: [], True: []}
-    cached: dict[bool, list[int]] = {False: [], True: []}
-    for base_short, base_long in zip(short, long, strict=False):
-        for is_long, base in ((False, base_short), (True, base_long)):
-            if not is_long:
-                _stream(client, base, 1)
-            run = _stream(client, base + next(suffixes), 1)
-            times[is_long].append(run.token_times[0] - overhead)
-            cached[is_long].append(max(run.prompt_tokens - CHUNK_TOKENS, 0))
-    return {
-        "chunk_short_s": statistics.median(times[False]),
-        "chunk_short_cached": statistics.median(cached[False]),
-        "chunk_long_s": statistics.median(times[True]),
-        "chunk_long_cached": statistics.median(cached[True]),
-    }
 
 
 def _prompts(tokenizer, tokens: int, count: int, seed: int) -> list[str]:
