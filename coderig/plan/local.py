@@ -63,6 +63,8 @@ LOCAL = "local"
 DECODE_TOKENS = 48
 DECODE_PROMPT = 16
 REPEATS = 3
+#: Tokens of a prompt's continuation the probe times after a short and a long cached prompt.
+CHUNK_TOKENS = 64
 #: llama.cpp's KV cache is f16 by default (``--cache-type-k/-v f16``).
 KV_BYTES_PER_ELEMENT = 2.0
 #: A prompt cache entry is reused by whole tokens, not blocks.
@@ -99,6 +101,12 @@ class LocalProbe:
     decode_long_context: float = 0.0  # ... of this many tokens (mean over its decode)
     decode_all_long_s: float = 0.0  # every slot decoding at once at a long context ...
     decode_all_long_context: float = 0.0  # ... of this many tokens each (0: not measured)
+    # a CHUNK_TOKENS-token continuation of a cached prompt, time to its first token less the
+    # request overhead, after a short and after a long cached prompt (0: not measured)
+    chunk_short_s: float = 0.0
+    chunk_short_cached: float = 0.0
+    chunk_long_s: float = 0.0
+    chunk_long_cached: float = 0.0
     request_overhead_s: float = 0.0
     measured_at: str = ""
     llama_server: str = ""
@@ -177,12 +185,14 @@ def load_probe(path: Path | None = None) -> LocalProbe:
 def local_step_model(probe: LocalProbe) -> StepModel:
     """The roofline with this CPU's achieved speeds and no fitted factor.
 
-    Five unknowns, five measurements, so the step model gives each measurement back: compute
+    Six unknowns, six measurements, so the step model gives each measurement back: compute
     speed (FLOP/s) from the lone prompt; the weight read from a lone decode step at a short
     context; the cost of each token of context a decode step attends (the KV cache read) from
     the same step at a long context; what each running sequence adds from all slots decoding
-    at once; and what each sequence's cells cost the others' query rows
-    (:func:`_masked_per_pair`) from all slots decoding at a long context.
+    at once; what each sequence's cells cost the others' query rows
+    (:func:`_masked_per_pair`) from all slots decoding at a long context; and what moving a
+    cached prompt between a slot and llama-server's RAM cache costs per token
+    (:func:`_moved_per_token`) from a continuation of a short and of a long cached prompt.
 
     How the weight read and the GEMMs' compute combine is read from the same measurements. A
     GPU streams the weights while its tensor cores compute, so a step takes the larger of the
@@ -200,7 +210,31 @@ def local_step_model(probe: LocalProbe) -> StepModel:
     a 2-core Xeon, where the weights' bandwidth would say 1.6 ns): it is expressed as the
     effective bytes read per token of context at the weights' bandwidth.
     """
-    return _additive_step_model(probe) or _overlapped_step_model(probe)
+    step = _additive_step_model(probe) or _overlapped_step_model(probe)
+    step.moved_token_s = _moved_per_token(probe, step)
+    return step
+
+
+def _moved_per_token(probe: LocalProbe, step: StepModel) -> float:
+    """Seconds per token llama-server copies between a slot and its RAM prompt cache.
+
+    A continuation of a cached long prompt waits for it to be copied back into a slot (and
+    for the slot the previous request left to be saved), in the server loop, before its step:
+    what it took beyond a continuation of a short one, less what the step model gives the
+    longer context (its attention and KV read), per token more. Measured on a 2-core Xeon
+    (SmolLM2, 2026-12-05): 64 tokens more of a cached 768-token prompt took 285 ms against
+    213 ms after a 16-token one, where the step model gives 244 and 198 ms: 35 us per token
+    moved. 0 where the probe did not measure it."""
+    more = probe.chunk_long_cached - probe.chunk_short_cached
+    if probe.chunk_long_s <= 0 or probe.chunk_short_s <= 0 or more <= 0:
+        return 0.0
+
+    def chunk(cached: float) -> float:
+        n = CHUNK_TOKENS
+        return step.step_time(n, 1, n * (cached + (n + 1) / 2), cached + n, 1)
+
+    modelled = chunk(probe.chunk_long_cached) - chunk(probe.chunk_short_cached)
+    return max((probe.chunk_long_s - probe.chunk_short_s - modelled) / more, 0.0)
 
 
 def _decode_per_pair(probe: LocalProbe) -> float:
@@ -444,7 +478,10 @@ def run_probe(
     # The KV read per token of context is the slope between a short and a long decode: the
     # longer the lever, the less a drift of the machine's speed between the two bends it.
     long_context = min(2 * prefill_tokens, n_ctx - DECODE_TOKENS - 8)
-    longer = iter(_prompts(cutter, long_context, REPEATS, seed=4))
+    long_prompts = _prompts(cutter, long_context, REPEATS, seed=4)
+    longer = iter(long_prompts)
+    suffixes = iter(_prompts(cutter, CHUNK_TOKENS, 2 * REPEATS, seed=6))
+    chunk_bases = _prompts(cutter, DECODE_PROMPT, REPEATS, seed=7)
     all_long = iter(_prompts(cutter, long_context, slots, seed=5))
     port = free_port()
     argv = [
@@ -474,6 +511,11 @@ def run_probe(
                 f"after a {long_context}-token prompt, in turn"
             )
             decode_one, decode_long, long_tokens = _decode_short_and_long(client, short, longer)
+            say(
+                f"prefill: {CHUNK_TOKENS} tokens more of a cached {DECODE_PROMPT}- and "
+                f"{long_context}-token prompt, in turn"
+            )
+            chunks = _chunks_after(client, chunk_bases, long_prompts, suffixes, overhead)
             decode = {1: decode_one}
             all_long_s = all_long_tokens = 0.0
             if slots > 1:
@@ -511,6 +553,7 @@ def run_probe(
         decode_long_context=long_tokens + DECODE_TOKENS / 2,
         decode_all_long_s=all_long_s,
         decode_all_long_context=all_long_tokens,
+        **chunks,
         request_overhead_s=overhead,
         measured_at=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         llama_server=llama_server or "as coderig serve finds it",
@@ -631,6 +674,34 @@ def _decode_short_and_long(
         statistics.median(gaps[True]),
         round(statistics.median(tokens)),
     )
+
+
+def _chunks_after(
+    client: httpx.Client,
+    short: list[str],
+    long: list[str],
+    suffixes: Iterator[str],
+    overhead: float,
+) -> dict[str, float]:
+    """A continuation of a cached short and a cached long prompt, in turn: the time to its
+    first token less the request overhead, and how many tokens were cached. The long prompts
+    are those the decode timings sent, so llama-server has them in its RAM cache; each short
+    one is sent once first."""
+    times: dict[bool, list[float]] = {False: [], True: []}
+    cached: dict[bool, list[int]] = {False: [], True: []}
+    for base_short, base_long in zip(short, long, strict=False):
+        for is_long, base in ((False, base_short), (True, base_long)):
+            if not is_long:
+                _stream(client, base, 1)
+            run = _stream(client, base + next(suffixes), 1)
+            times[is_long].append(run.token_times[0] - overhead)
+            cached[is_long].append(max(run.prompt_tokens - CHUNK_TOKENS, 0))
+    return {
+        "chunk_short_s": statistics.median(times[False]),
+        "chunk_short_cached": statistics.median(cached[False]),
+        "chunk_long_s": statistics.median(times[True]),
+        "chunk_long_cached": statistics.median(cached[True]),
+    }
 
 
 def _prompts(tokenizer, tokens: int, count: int, seed: int) -> list[str]:

@@ -93,6 +93,7 @@ class StepModel:
         overlap: bool = True,
         layer_floor_s: float = 0.0,
         masked_pair_s: float = 0.0,
+        moved_token_s: float = 0.0,
     ) -> None:
         tp = tensor_parallel
         self.gpu, self.model, self.dtype, self.factors, self.tp = gpu, model, dtype, factors, tp
@@ -126,6 +127,11 @@ class StepModel:
         #: ``mv == -INFINITY`` skip), per (row, other sequence's cell). vLLM's paged attention
         #: reads only a sequence's own blocks: 0 there.
         self.masked_pair_s = masked_pair_s
+        #: llama-server copies a slot's KV cells to its RAM prompt cache when the slot goes
+        #: idle and back when a prompt continues it (``--cache-idle-slots``, on by default
+        #: with ``--kv-unified``), in its one server loop: the step that starts a request
+        #: waits for those copies, per token moved. 0 for vLLM (its prefix cache stays put).
+        self.moved_token_s = moved_token_s
         if tp > 1:
             # Ring all-reduce moves 2 (tp-1)/tp of the activations over each GPU's link, twice
             # per layer (after attention and after the MLP).
@@ -229,6 +235,7 @@ class StepModel:
         """
         fe = self.frontend_s_per_token
         engine = self.prefill_time(prompt_tokens, max_batched_tokens, cached)
+        engine += self.moved_token_s * min(cached, prompt_tokens)  # its prefix, back in a slot
         delivered = engine + fe
         ttft = delivered + self.request_overhead_s
         for generated in range(1, output_tokens):

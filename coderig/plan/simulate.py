@@ -177,6 +177,7 @@ class _Replica:
         "prefilled",
         "since",
         "service",
+        "unsaved",
     )
 
     def __init__(self, model: StepModel, budget: int, max_seqs: int, kv_capacity: int) -> None:
@@ -205,6 +206,7 @@ class _Replica:
         self.prefilled = 0  # prompt tokens computed (not found cached), recomputation included
         self.since: dict[int, float] = {}  # running request -> when it got its slot
         self.service: deque[float] = deque(maxlen=64)  # slot times of recent finished requests
+        self.unsaved = 0  # tokens in slots that went idle since a request last started
 
     def has_work(self) -> bool:
         return self.batch > 0 or bool(self.prefilling) or bool(self.waiting)
@@ -436,6 +438,7 @@ def simulate_requests(
     per_decode, weights_s, per_pair, per_seq_s, fixed_s = step_model.decode_constants()
     overlap = step_model.overlap
     per_masked = step_model.masked_pair_s
+    per_moved = step_model.moved_token_s
 
     def kv_used(rep: _Replica, extra_seqs: int = 0) -> float:
         return _kv_used(
@@ -474,6 +477,8 @@ def simulate_requests(
         return True
 
     def finished(rep: _Replica, req: int, at: float) -> None:
+        if per_moved:
+            rep.unsaved += prompts[req] + outputs[req]  # its slot is saved at the next start
         since = rep.since.pop(req, None)
         if since is not None:
             rep.service.append(at - since)
@@ -564,6 +569,7 @@ def simulate_requests(
             logits = batch
             seqs = batch + len(rep.prefilling)
             chunks: list[tuple[list[int], int]] = []
+            moved = 0.0  # tokens llama-server copies between slots and its RAM cache first
             for item in rep.prefilling:
                 if budget <= 0:
                     break
@@ -584,6 +590,11 @@ def simulate_requests(
                 if req < 0:
                     break  # only cold requests wait, held while the replica runs others
                 cached = cached_for(rep, req)
+                if per_moved:
+                    # llama-server saves every idle slot to its RAM cache, then loads the
+                    # cached prefix of this prompt into the slot it takes
+                    moved += rep.unsaved + cached
+                    rep.unsaved = 0
                 target = prompts[req] + generated[req]
                 c = min(target - cached, budget)
                 # Its cached blocks are taken back from the free queue and count as used,
@@ -624,7 +635,7 @@ def simulate_requests(
                     logits += 1
                     finishing.append(item)
             masked = masked_pairs(tokens, kv_read, decode_pairs + chunk_own) if per_masked else 0.0
-            dt = step_time(tokens, logits, pairs, kv_read, seqs, masked)
+            dt = step_time(tokens, logits, pairs, kv_read, seqs, masked) + per_moved * moved
             emitted = batch + len(finishing)  # every decode, and every prompt just finished
         rep.batch_area += batch * dt
         rep.busy_time += dt
@@ -702,6 +713,8 @@ def simulate_requests(
             version[req] += 1  # its heap entry is stale now
             rep.batch -= 1
             rep.base_sum -= base
+        if per_moved and phase[req] != _WAITING:
+            rep.unsaved += computed[req]  # its slot is saved at the next start
         phase[req] = _DONE
         cancelled[req] = True
         rep.since.pop(req, None)
