@@ -125,6 +125,55 @@ def test_decodes_at_once_skip_each_others_cells_at_a_measured_cost_per_cell():
     assert local_step_model(ADDITIVE).masked_pair_s == 0.0
 
 
+# The same CPU's continuations: 64 tokens more of a cached 16- and 768-token prompt took 190
+# and 272 ms, where the step model alone gives 36 ms between them.
+MOVED = dataclasses.replace(
+    ADDITIVE, chunk_short_s=0.190, chunk_short_cached=16, chunk_long_s=0.272, chunk_long_cached=768
+)
+
+
+def test_a_cached_prompt_moved_back_into_a_slot_costs_the_measured_time_per_token():
+    step = local_step_model(MOVED)
+    plain = local_step_model(ADDITIVE)
+    assert plain.moved_token_s == 0.0  # a probe that did not measure it
+
+    def chunk(cached: int) -> float:
+        return plain.step_time(64, 1, 64 * (cached + 65 / 2), cached + 64, 1)
+
+    expected = (0.272 - 0.190 - (chunk(768) - chunk(16))) / (768 - 16)
+    assert step.moved_token_s == pytest.approx(expected)
+    assert 20e-6 < step.moved_token_s < 80e-6
+    # a lone continuation: its cached prefix is moved back first, then its new tokens computed
+    assert step.unloaded_latency(535, 16, 512, cached=500)[0] - plain.unloaded_latency(
+        535, 16, 512, cached=500
+    )[0] == pytest.approx(500 * expected)
+
+
+def test_the_simulator_moves_idle_slots_out_and_cached_prefixes_in_when_a_request_starts():
+    step = local_step_model(MOVED)
+    plain = copy.copy(step)
+    plain.moved_token_s = 0.0
+    # a continuation alone: the simulator and the step model agree
+    one = Requests(
+        arrival=np.array([0.0]), prompt=np.array([535]), cached=np.array([500]),
+        output=np.array([16]),
+    )  # fmt: skip
+    run = simulate_requests(step, one, **MOVED.limits())
+    assert run.end[0] + run.overhead == pytest.approx(
+        step.unloaded_latency(535, 16, MOVED.batch_size, cached=500)[1], rel=1e-9
+    )
+    # a second request after the first has finished: its start also saves the first's slot
+    # (300 prompt + 24 generated tokens), on top of moving its own 100 cached tokens in
+    two = Requests(
+        arrival=np.array([0.0, 5.0]), prompt=np.array([300, 300]), cached=np.array([0, 100]),
+        output=np.array([24, 24]),
+    )  # fmt: skip
+    moved = simulate_requests(step, two, **MOVED.limits())
+    still = simulate_requests(plain, two, **MOVED.limits())
+    assert moved.end[0] == pytest.approx(still.end[0])  # nothing to move for the first
+    assert moved.end[1] - still.end[1] == pytest.approx(step.moved_token_s * (324 + 100))
+
+
 def test_the_simulator_charges_each_row_for_the_other_sequences_cells():
     step = local_step_model(UNIFIED)
     two = Requests(
@@ -261,6 +310,8 @@ def test_the_probe_measures_coderig_serve_on_the_embedded_model():
     assert probe.decode_long_context > probe.prefill_tokens
     assert probe.decode_all_long_s > 0 and probe.decode_all_long_context > probe.decode_context()
     assert any("at once after" in line for line in seen)
+    assert probe.chunk_long_cached > probe.chunk_short_cached >= 1
+    assert probe.chunk_short_s > 0 and probe.chunk_long_s > 0
     assert probe.prefill_s > 0 and all(s > 0 for s in probe.decode_step_s.values())
     assert any("prefill" in line for line in seen)
     step = local_step_model(probe)

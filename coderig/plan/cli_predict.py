@@ -281,8 +281,9 @@ def probe_cmd(model_path, threads, slots, batch_size, max_model_len, llama_serve
     """Measure this machine's CPU with llama-server, for `plan predict --hardware local`.
 
     Starts `coderig serve` (same defaults) and times, with streamed requests: a request's
-    overhead, a lone prompt, one sequence decoding at a short and a long context, and all
-    slots decoding at a short and a long context (about 35 s). Writes what it found.
+    overhead, a lone prompt, one sequence decoding at a short and a long context, a
+    continuation of a short and a long cached prompt, and all slots decoding at a short and a
+    long context (about 40 s). Writes what it found.
     """
     import os
 

@@ -436,7 +436,8 @@ def probe_summary(probe: LocalProbe) -> str:
         f"({step.bytes_per_s / 1e9:.1f} GB/s), request overhead "
         f"{probe.request_overhead_s * 1e3:.1f} ms; per step, {_decode_per_pair(probe) * 1e6:.2f} "
         f"us per token of context and {step.masked_pair_s * 1e6:.2f} us per other sequence's "
-        "cell a query row skips"
+        f"cell a query row skips; {step.moved_token_s * 1e6:.0f} us per cached token moved "
+        "between a slot and the RAM cache"
     )
 
 
