@@ -283,7 +283,7 @@ def _additive_step_model(probe: LocalProbe) -> StepModel | None:
             (probe.decode_step_s[b] - one) / (b - 1)
             - per_decode
             - per_pair * context
-            - masked * b * context  # masked_pairs(b, b * context) / (b - 1)
+            - masked * masked_pairs(b, b * context) / (b - 1)
         )
         if per_seq < 0:
             return None
@@ -523,10 +523,8 @@ def run_probe(
                 say(f"decode: {slots} sequences at once, {DECODE_TOKENS} tokens each")
                 decode[slots] = _decode_step(client, short, slots)
                 say(f"decode: {slots} sequences at once after {long_context}-token prompts")
-                all_long_s, all_long_tokens = (
-                    _decode_step(client, all_long, slots, rounds=1),
-                    (long_context + DECODE_TOKENS / 2),
-                )
+                all_long_s = _decode_step(client, all_long, slots, rounds=1)
+                all_long_tokens = long_context + DECODE_TOKENS / 2
     finally:
         proc.terminate()
         try:

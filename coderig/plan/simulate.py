@@ -590,11 +590,6 @@ def simulate_requests(
                 if req < 0:
                     break  # only cold requests wait, held while the replica runs others
                 cached = cached_for(rep, req)
-                if per_moved:
-                    # llama-server saves every idle slot to its RAM cache, then loads the
-                    # cached prefix of this prompt into the slot it takes
-                    moved += rep.unsaved + cached
-                    rep.unsaved = 0
                 target = prompts[req] + generated[req]
                 c = min(target - cached, budget)
                 # Its cached blocks are taken back from the free queue and count as used,
@@ -603,6 +598,11 @@ def simulate_requests(
                 grow = cached + c + slack - held_by_others
                 if used + grow > rep.kv_capacity:
                     break
+                if per_moved:
+                    # llama-server saves every idle slot to its RAM cache, then loads the
+                    # cached prefix of this prompt into the slot it takes
+                    moved += rep.unsaved + cached
+                    rep.unsaved = 0
                 if req == rep.waiting[0]:
                     rep.waiting.popleft()
                 else:
